@@ -11,6 +11,10 @@ from ._schema import (
     conform_labels,
     conform_transactions,
 )
+from ._ingest import IngestReport, derive_event_ids, ingest_file, new_batch_id
+from ._mapping import FieldSpec, LabelSpec, Mapping, SourceOptions, load_mapping, parse_mapping
+from ._quarantine import Duplicate, Problem
+from ._readers import RawTable, read_source
 from ._store import EventStore, TenantSummary
 
 __all__ = [
@@ -19,9 +23,23 @@ __all__ = [
     "LABEL_SCHEMA",
     "TRANSACTION_CORE",
     "UTC_TIME",
+    "Duplicate",
     "EventStore",
+    "FieldSpec",
+    "IngestReport",
+    "LabelSpec",
+    "Mapping",
+    "Problem",
+    "RawTable",
+    "SourceOptions",
     "TenantSummary",
     "canonical_columns",
     "conform_labels",
     "conform_transactions",
+    "derive_event_ids",
+    "ingest_file",
+    "load_mapping",
+    "new_batch_id",
+    "parse_mapping",
+    "read_source",
 ]

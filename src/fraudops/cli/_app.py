@@ -1,0 +1,75 @@
+"""The ``fraudops`` command: one Typer app; every command is a thin face over the Python API."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from fraudops import __version__
+from fraudops.core import FraudopsError, Workspace
+
+from ._console import err
+
+app = typer.Typer(
+    name="fraudops",
+    help="Fraud models from raw events to real-time decisions. Run 'fraudops COMMAND --help'.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+WorkspaceOption = Annotated[
+    Path | None,
+    typer.Option("--workspace", "-w", envvar="FRAUDOPS_WORKSPACE",
+                 help="Workspace folder (default: the current folder or its nearest parent).",
+                 show_default=False),
+]
+
+
+def open_workspace(path: Path | None) -> Workspace:
+    """The workspace named by --workspace, else the one around the current folder."""
+    return Workspace.open(path) if path is not None else Workspace.find()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fraudops {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Fraud models from raw events to real-time decisions."""
+
+
+def main() -> None:
+    """Entry point: known errors become one line on stderr and exit status 2."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    from . import _data_commands, _quickstart  # noqa: F401  (registers the commands)
+
+    try:
+        app(standalone_mode=False)
+    except FraudopsError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise SystemExit(2) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        err.print("aborted")
+        raise SystemExit(130) from None
+    except Exception as exc:  # click usage errors and friends
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        raise
