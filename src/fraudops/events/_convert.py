@@ -47,6 +47,7 @@ class Conversion:
     errors: tuple[FieldErrors, ...]
     is_fraud: pa.Array | None
     label_time: pa.Array | None
+    fraud_type: pa.Array | None = None
 
     def failed(self) -> pa.Array:
         """True for every row with at least one error."""
@@ -101,7 +102,10 @@ def apply_mapping(table: pa.Table, mapping: Mapping, *, default_tenant: str,
             continue
         errors.append(FieldErrors(name, sources.get(name), _missing(columns[name], errors, name)))
     is_fraud, label_time = _labels(table, mapping, columns, errors, now)
-    return Conversion(columns, tuple(errors), is_fraud, label_time)
+    fraud_type = None
+    if mapping.label is not None and mapping.label.fraud_type is not None:
+        fraud_type = parse_string(table.column(mapping.label.fraud_type).combine_chunks()).values
+    return Conversion(columns, tuple(errors), is_fraud, label_time, fraud_type)
 
 
 def _read(table: pa.Table, spec: FieldSpec, mapping: Mapping, target: str,

@@ -218,6 +218,8 @@ def _label_events(conversion: Conversion, good: np.ndarray, table: pa.Table, map
         "is_fraud": conversion.is_fraud.take(take),
         "label_time": conversion.label_time.take(take),
     })
+    if conversion.fraud_type is not None:
+        labels = labels.append_column("fraud_type", conversion.fraud_type.take(take))
     labels = labels.filter(pc.is_valid(labels.column("is_fraud")))
     label_source = mapping.label.source if mapping.label and mapping.label.source else source
     return labels.append_column("source", pa.array([label_source] * labels.num_rows, pa.string()))

@@ -47,7 +47,7 @@ _FIELD_KEYS = {
 }
 _SOURCE_KEYS = {"format", "delimiter", "quote", "decimal", "thousands", "encoding",
                 "null_values", "repair_text", "strip", "timezone"}
-_LABEL_KEYS = {"column", "true_values", "false_values", "time", "source"}
+_LABEL_KEYS = {"column", "true_values", "false_values", "time", "source", "fraud_type"}
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,8 @@ class LabelSpec:
     """A fraud-label column in the same file, turned into label events.
 
     ``time`` says when the label became known: ``'ingested'`` (now), a fixed ``delay`` after
-    the event, or another column (``time_field``).
+    the event, or another column (``time_field``). ``fraud_type`` names an optional column
+    with the kind of fraud (a reason code, a scenario).
     """
 
     column: str
@@ -110,6 +111,7 @@ class LabelSpec:
     delay: timedelta = timedelta(0)
     time_field: FieldSpec | None = None
     source: str | None = None
+    fraud_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,8 @@ class Mapping:
         columns = [c for spec in specs for c in spec.source_columns]
         if self.label is not None:
             columns.append(self.label.column)
+            if self.label.fraud_type is not None:
+                columns.append(self.label.fraud_type)
             if self.label.time_field is not None:
                 columns.extend(self.label.time_field.source_columns)
         return tuple(dict.fromkeys(columns))
@@ -283,7 +287,8 @@ def _parse_label(raw: Any, source: SourceOptions, where: str) -> LabelSpec:
     if "column" not in raw:
         raise MappingError(f"{where}: column is required (the source column with the label)")
     time = raw.get("time", "ingested")
-    values: dict[str, Any] = {"column": raw["column"], "source": raw.get("source")}
+    values: dict[str, Any] = {"column": raw["column"], "source": raw.get("source"),
+                              "fraud_type": raw.get("fraud_type")}
     for key in ("true_values", "false_values"):
         if key in raw:
             values[key] = tuple(str(v).lower() for v in raw[key])

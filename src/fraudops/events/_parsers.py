@@ -23,6 +23,9 @@ from ._schema import UTC_TIME
 
 _INT = r"^[+-]?\d+$"
 _FLOAT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_AMOUNT = r"^[+-]?(\d+\.?\d*|\.\d+)$"
+_AMOUNT_EXACT = r"^[+-]?(\d{1,19}\.?\d{0,9}|\.\d{1,9})$"
+_DECIMAL = pa.decimal128(28, 9)
 _HOUR = r"^(?P<h>\d{1,2})(?::(?P<m>\d{2}))?(?::(?P<s>\d{2}))?$"
 _US = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
@@ -72,9 +75,10 @@ def parse_field(array: pa.Array, spec: FieldSpec, options: SourceOptions) -> Par
         return parse_string(array, lowercase=spec.lowercase)
     if spec.type == "int":
         return parse_int(array, spec, options)
-    if spec.type in ("float", "amount"):
-        parsed = parse_float(array, spec, options)
-        return to_minor_units(parsed, spec.minor_units) if spec.type == "amount" else parsed
+    if spec.type == "float":
+        return parse_float(array, spec, options)
+    if spec.type == "amount":
+        return parse_amount(array, spec, options)
     if spec.type == "bool":
         return parse_bool(array, spec.true_values, spec.false_values)
     if spec.type == "timestamp":
@@ -116,6 +120,45 @@ def parse_float(array: pa.Array, spec: FieldSpec, options: SourceOptions) -> Par
         return _checked(array, pc.if_else(bad, None, values), bad, "is not a finite number")
     if pa.types.is_decimal(array.type):
         return Parsed.ok(pc.cast(array, pa.float64()))
+    text, reason = _number_text(array, spec, options)
+    bad = pc.invert(pc.match_substring_regex(text, _FLOAT))
+    return _checked(array, pc.cast(pc.if_else(bad, None, text), pa.float64()), bad, reason)
+
+
+def parse_amount(array: pa.Array, spec: FieldSpec, options: SourceOptions) -> Parsed:
+    """Money as integer minor units (cents); more precision than the unit has is an error.
+
+    Text is read exactly (as a decimal), so ``305050183.03`` is 30505018303 cents, not a
+    float's neighbour of it.
+    """
+    minor = spec.minor_units
+    excess = f"has more decimals than 1/{minor} of the currency unit"
+    if pa.types.is_integer(array.type):
+        return Parsed.ok(pc.multiply(pc.cast(array, pa.int64()), minor))
+    if pa.types.is_floating(array.type) or pa.types.is_decimal(array.type):
+        number = parse_float(array, spec, options)
+        scaled = pc.multiply(number.values, float(minor))
+        rounded = pc.round(scaled)
+        tolerance = pc.max_element_wise(pc.multiply(pc.abs(scaled), 1e-12), 1e-6)
+        bad = pc.greater(pc.abs(pc.subtract(scaled, rounded)), tolerance)
+        checked = _checked(array, pc.cast(rounded, pa.int64()), bad, excess)
+        return Parsed(checked.values, pc.coalesce(number.errors, checked.errors))
+    text, reason = _number_text(array, spec, options)
+    not_number = pc.invert(pc.match_substring_regex(text, _AMOUNT))
+    too_precise = pc.and_(pc.invert(not_number),
+                          pc.invert(pc.match_substring_regex(text, _AMOUNT_EXACT)))
+    exact = pc.cast(pc.if_else(pc.or_(not_number, too_precise), None, text), _DECIMAL)
+    scaled = pc.multiply(exact, pa.scalar(minor, pa.decimal128(9, 0)))
+    fractional = pc.not_equal(scaled, pc.round(scaled, 0))
+    values = pc.cast(pc.round(scaled, 0), pa.int64(), safe=False)
+    first = _checked(array, values, not_number, reason)
+    second = _checked(array, first.values, pc.or_(too_precise, fractional), excess)
+    return Parsed(second.values, pc.coalesce(first.errors, second.errors))
+
+
+def _number_text(array: pa.Array, spec: FieldSpec, options: SourceOptions
+                 ) -> tuple[pa.Array, str]:
+    """Number text with the thousands marks removed and '.' as the decimal mark."""
     text = _as_text(array)
     thousands = spec.thousands if spec.thousands is not None else options.thousands
     decimal = spec.decimal or options.decimal
@@ -124,21 +167,8 @@ def parse_float(array: pa.Array, spec: FieldSpec, options: SourceOptions) -> Par
     if decimal != ".":
         # a '.' in a decimal-comma export is a thousands mark only if declared; else an error
         text = pc.replace_substring(pc.replace_substring(text, ".", "\x00"), decimal, ".")
-    bad = pc.invert(pc.match_substring_regex(text, _FLOAT))
-    values = pc.cast(pc.if_else(bad, None, text), pa.float64())
-    reason = "is not a number" if decimal == "." else f"is not a number with decimal mark {decimal!r}"
-    return _checked(array, values, bad, reason)
-
-
-def to_minor_units(parsed: Parsed, minor_units: int) -> Parsed:
-    """Money as integer minor units (cents); more precision than the unit has is an error."""
-    scaled = pc.multiply(parsed.values, float(minor_units))
-    rounded = pc.round(scaled)
-    bad = pc.fill_null(pc.greater(pc.abs(pc.subtract(scaled, rounded)), 1e-6), False)
-    errors = pc.if_else(bad, pa.scalar(f"has more decimals than 1/{minor_units} of the currency"
-                                       " unit", pa.string()), parsed.errors)
-    values = pc.cast(pc.if_else(bad, None, rounded), pa.int64())
-    return Parsed(values, _quote_errors(pc.cast(parsed.values, pa.string()), errors, bad))
+        return text, f"is not a number with decimal mark {decimal!r}"
+    return text, "is not a number"
 
 
 def parse_bool(array: pa.Array, true_values: tuple[str, ...],
@@ -193,8 +223,18 @@ def parse_hour(array: pa.Array) -> Parsed:
 
 def _parse_with_format(text: pa.Array, fmt: str, zone: str) -> Parsed:
     parsed = pc.strptime(text, format=fmt, unit="us", error_is_null=True)
+    if parsed.type.tz is None:
+        # strptime rolls impossible dates over (31/02 -> 02/03); writing the value back in
+        # the same format and comparing catches them.
+        parsed = pc.if_else(pc.equal(_digits(text), _digits(pc.strftime(parsed, format=fmt))),
+                            parsed, pa.scalar(None, parsed.type))
     bad = pc.and_(pc.is_valid(text), pc.is_null(parsed))
     return _checked(text, _to_utc(parsed, zone), bad, f"does not match the format {fmt!r}")
+
+
+def _digits(text: pa.Array) -> pa.Array:
+    """Text compared without case and without leading zeros in numbers ('5/1' == '05/01')."""
+    return pc.replace_substring_regex(pc.utf8_lower(text), r"(^|\D)0+(\d)", r"\1\2")
 
 
 def _parse_iso(text: pa.Array, zone: str) -> Parsed:

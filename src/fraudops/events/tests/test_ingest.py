@@ -134,7 +134,7 @@ def test_quarantine_names_row_field_column_and_reason(workspace: Workspace, mess
         (7, "event_time", "HORA", "'25' is not an hour of day (H, HH:MM or HH:MM:SS)"),
         (8, "device_device_score", "DISPOSITIVO", "'high' is not a whole number"),
         (9, "amount_cents", "IMPORTE", "amount_cents is missing"),
-        (10, "amount_cents", "IMPORTE", "'12.345' has more decimals than 1/100 of the"
+        (10, "amount_cents", "IMPORTE", "'12,345' has more decimals than 1/100 of the"
              " currency unit"),
     }
 
