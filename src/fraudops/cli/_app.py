@@ -57,19 +57,7 @@ def main() -> None:
     from . import _data_commands, _quickstart  # noqa: F401  (registers the commands)
 
     try:
-        app(standalone_mode=False)
+        app()  # standalone: usage errors print themselves and exit 2; typer.Exit exits
     except FraudopsError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise SystemExit(2) from None
-    except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except typer.Abort:
-        err.print("aborted")
-        raise SystemExit(130) from None
-    except Exception as exc:  # click usage errors and friends
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        raise

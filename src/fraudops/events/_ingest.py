@@ -25,7 +25,7 @@ from ._convert import Conversion, apply_mapping
 from ._mapping import Mapping
 from ._parsers import prepare_strings
 from ._quarantine import Duplicate, Problem, collect_problems, summarise, write_quarantine
-from ._readers import RawTable, read_source
+from ._readers import read_source
 from ._schema import LABEL_SCHEMA, UTC_TIME, attribute_types, conform_transactions
 from ._store import EventStore
 
@@ -174,13 +174,13 @@ def _deduplicate(table: pa.Table, rows: np.ndarray, store: EventStore
     codes = key.dictionary_encode().indices.to_numpy(zero_copy_only=False)
     repeats = np.flatnonzero(_occurrence(codes) > 0)
     if len(repeats):
-        first_index = {}
-        for position, code in enumerate(codes):
+        first_index: dict[int, int] = {}
+        for position, code in enumerate(codes.tolist()):
             first_index.setdefault(code, position)
         content = row_text(table, table.column_names).to_pylist()
         tenants, ids = table.column("tenant").to_pylist(), table.column("event_id").to_pylist()
-        for position in repeats:
-            first = first_index[codes[position]]
+        for position in repeats.tolist():
+            first = first_index[int(codes[position])]
             keep[position] = False
             if content[position] == content[first]:
                 duplicates.append(Duplicate(int(rows[position]), tenants[position], ids[position],

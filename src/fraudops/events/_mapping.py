@@ -177,7 +177,7 @@ def parse_mapping(raw: dict[str, Any], *, origin: str = "<mapping>") -> Mapping:
 
 def _parse_source(raw: dict[str, Any], where: str) -> SourceOptions:
     _no_unknown(raw, _SOURCE_KEYS, f"{where} [source]")
-    options = SourceOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    options = SourceOptions(**_typed(raw, f"{where} [source]"))
     if options.format is not None and options.format not in SOURCE_FORMATS:
         raise MappingError(f"{where} [source] format = {options.format!r}:"
                            f" must be one of {list(SOURCE_FORMATS)}")
@@ -246,7 +246,7 @@ def _parse_field(name: str, spec: Any, fixed_type: str | None, source: SourceOpt
     if type_name not in FIELD_TYPES or (fixed_type is None and type_name == "amount"):
         allowed = [t for t in FIELD_TYPES if t != "amount"]
         raise MappingError(f"{where} type = {type_name!r}: must be one of {allowed}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k != "type"}
+    values = _typed({k: v for k, v in spec.items() if k != "type"}, where)
     if "keys" in values:
         values["keys"] = _parse_dict_keys(values["keys"], where)
     if "timezone" in values:
@@ -305,6 +305,34 @@ def _parse_label(raw: Any, source: SourceOptions, where: str) -> LabelSpec:
         return LabelSpec(time="column", time_field=spec, **values)
     raise MappingError(f"{where} time = {time!r}: must be 'ingested', {{ delay = '30d' }} or"
                        " { column = '...', format = '...' }")
+
+
+_KEY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "format": str, "delimiter": str, "quote": str, "decimal": str, "thousands": str,
+    "encoding": str, "null_values": list, "repair_text": bool, "strip": bool, "timezone": str,
+    "column": str, "unit": str, "origin": str, "hour_column": str, "true_values": list,
+    "false_values": list, "item_separator": str, "keys": dict, "prefix": str, "other_keys": str,
+    "minor_units": int, "lowercase": bool, "value": (str, int, float, bool),
+}
+
+
+def _typed(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """Check each key's TOML type (a string where a string belongs); lists become tuples."""
+    checked: dict[str, Any] = {}
+    for key, value in raw.items():
+        expected = _KEY_TYPES.get(key, object)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            names = expected.__name__ if isinstance(expected, type) else \
+                " or ".join(t.__name__ for t in expected)
+            kind = {"str": "a string", "list": "a list", "bool": "true or false",
+                    "dict": "a table", "int": "an integer"}.get(names, names)
+            raise MappingError(f"{where} {key} = {value!r}: must be {kind}")
+        if isinstance(value, list):
+            if not all(isinstance(v, str | int) for v in value):
+                raise MappingError(f"{where} {key} = {value!r}: must be a list of strings")
+            value = tuple(str(v) for v in value)
+        checked[key] = value
+    return checked
 
 
 def _table(raw: dict[str, Any], key: str, where: str, *, required: bool) -> dict[str, Any]:

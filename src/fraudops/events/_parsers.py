@@ -334,7 +334,9 @@ def split_dict_text(text: str, separator: str) -> dict[str, str | None]:
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
-    parts, current, quote = [], [], ""
+    parts: list[str] = []
+    current: list[str] = []
+    quote = ""
     for char in text:
         if quote:
             quote = "" if char == quote else quote

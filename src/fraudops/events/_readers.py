@@ -49,7 +49,7 @@ class RawTable:
 
     @property
     def rows_read(self) -> int:
-        return self.table.num_rows + len(self.unreadable)
+        return int(self.table.num_rows) + len(self.unreadable)
 
 
 def detect_format(path: Path, options: SourceOptions) -> str:

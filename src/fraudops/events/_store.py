@@ -90,7 +90,7 @@ class EventStore:
             temporary = folder / f".part-{batch_id}-{uuid.uuid4().hex}.tmp"
             pq.write_table(table.slice(start, end - start), temporary, compression="zstd")
             os.replace(temporary, final)
-        return table.num_rows
+        return int(table.num_rows)
 
     # -- schema ----------------------------------------------------------------------------
     @property

@@ -1,0 +1,123 @@
+"""The command line as a user types it: help everywhere, one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fraudops.cli import app, main
+from fraudops.events.tests.test_ingest import MESSY_MAPPING, write_messy_csv
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    import sys
+
+    old = sys.argv
+    sys.argv = ["fraudops", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        sys.argv = old
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _commands() -> list[str]:
+    import typer.main
+
+    from fraudops.cli import _data_commands, _quickstart  # noqa: F401
+
+    group = typer.main.get_command(app)
+    return sorted(group.commands)  # type: ignore[attr-defined]
+
+
+def write_mapping(path: Path) -> Path:
+    lines = ['[source]\ndelimiter = ";"\ndecimal = ","\nthousands = "."\n',
+             '[transaction]\nevent_id = { derive = true }\ntenant = { value = "acme" }\n'
+             'event_time = { column = "FECHA", format = "%d/%m/%Y", hour_column = "HORA" }\n'
+             'amount = "IMPORTE"\ncard_id = "TARJETA"\n',
+             '[attributes]\npersona = "TIPO_PERSONA"\n'
+             'online = { column = "ONLINE", type = "bool" }\n'
+             'device = { column = "DISPOSITIVO", type = "dict", keys = { model = "int",'
+             ' device_score = "int", os = "string" } }\n',
+             '[label]\ncolumn = "FRAUDE"\n']
+    path.write_text("\n".join(lines))
+    assert MESSY_MAPPING["label"] == {"column": "FRAUDE"}  # the same mapping as the API tests
+    return path
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    commands = _commands()
+    assert {"init", "ingest", "status"} <= set(commands)
+    for command in commands:
+        code, out, _ = run([command, "--help"], capsys)
+        assert code == 0, command
+        assert "Usage" in out, command
+
+
+def test_init_ingest_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ws = tmp_path / "ws"
+    assert run(["init", str(ws)], capsys)[0] == 0
+    export, mapping = write_messy_csv(tmp_path / "x.csv"), write_mapping(tmp_path / "m.toml")
+    code, out, _ = run(["ingest", str(export), "-m", str(mapping), "-w", str(ws)], capsys)
+    assert code == 0
+    assert "read 11 = accepted 4 + quarantined 7 + duplicates 0" in out
+    code, out, _ = run(["ingest", str(export), "-m", str(mapping), "-w", str(ws), "--json"],
+                       capsys)
+    report = json.loads(out)
+    assert (report["accepted"], report["duplicates"], report["reconciles"]) == (0, 4, True)
+    code, out, _ = run(["status", "-w", str(ws)], capsys)
+    assert code == 0
+    assert "acme" in out
+    assert "ingestion batches: 2" in out
+
+
+def test_strict_exits_1_when_rows_were_quarantined(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    ws = tmp_path / "ws"
+    run(["init", str(ws)], capsys)
+    export, mapping = write_messy_csv(tmp_path / "x.csv"), write_mapping(tmp_path / "m.toml")
+    code, _, _ = run(["ingest", str(export), "-m", str(mapping), "-w", str(ws), "--strict"],
+                     capsys)
+    assert code == 1
+
+
+@pytest.mark.parametrize(("mapping_text", "message"), [
+    ("[transaction\n", "not valid TOML"),
+    ('[transaction]\nevent_id = "id"\n', "event_time is required"),
+])
+def test_bad_mapping_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            mapping_text: str, message: str) -> None:
+    run(["init", str(tmp_path / "ws")], capsys)
+    (tmp_path / "m.toml").write_text(mapping_text)
+    write_messy_csv(tmp_path / "x.csv")
+    code, _, err = run(["ingest", str(tmp_path / "x.csv"), "-m", str(tmp_path / "m.toml"),
+                        "-w", str(tmp_path / "ws")], capsys)
+    assert code == 2
+    error_lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1
+    assert message in error_lines[0]
+
+
+def test_unreadable_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(["init", str(tmp_path / "ws")], capsys)
+    (tmp_path / "x.parquet").write_text("not parquet")
+    code, _, err = run(["ingest", str(tmp_path / "x.parquet"), "-m",
+                        str(write_mapping(tmp_path / "m.toml")), "-w", str(tmp_path / "ws")],
+                       capsys)
+    assert code == 2
+    assert "not a readable Parquet file" in err
+
+
+def test_outside_a_workspace_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FRAUDOPS_WORKSPACE", raising=False)
+    code, _, err = run(["status"], capsys)
+    assert code == 2
+    assert "fraudops init DIR" in err
