@@ -1,6 +1,10 @@
 """The events layer: the event contracts, the Parquet event store, ingestion of messy exports
 with a quarantine, the data profile and the transaction simulator."""
 
+from ._ingest import IngestReport, derive_event_ids, ingest_file, new_batch_id
+from ._mapping import FieldSpec, LabelSpec, Mapping, SourceOptions, load_mapping, parse_mapping
+from ._quarantine import Duplicate, Problem
+from ._readers import RawTable, read_source
 from ._schema import (
     ATTRIBUTE_TYPES,
     ENTITY_KEYS,
@@ -11,10 +15,6 @@ from ._schema import (
     conform_labels,
     conform_transactions,
 )
-from ._ingest import IngestReport, derive_event_ids, ingest_file, new_batch_id
-from ._mapping import FieldSpec, LabelSpec, Mapping, SourceOptions, load_mapping, parse_mapping
-from ._quarantine import Duplicate, Problem
-from ._readers import RawTable, read_source
 from ._store import EventStore, TenantSummary
 
 __all__ = [
