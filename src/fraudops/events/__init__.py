@@ -3,7 +3,7 @@ with a quarantine, the data profile and the transaction simulator."""
 
 from ._ingest import IngestReport, derive_event_ids, ingest_file, new_batch_id
 from ._mapping import FieldSpec, LabelSpec, Mapping, SourceOptions, load_mapping, parse_mapping
-from ._quarantine import Duplicate, Problem
+from ._quarantine import DUPLICATES_SCHEMA, Problem
 from ._readers import RawTable, read_source
 from ._schema import (
     ATTRIBUTE_TYPES,
@@ -18,12 +18,12 @@ from ._schema import (
 from ._store import EventStore, TenantSummary
 
 __all__ = [
+    "DUPLICATES_SCHEMA",
     "ATTRIBUTE_TYPES",
     "ENTITY_KEYS",
     "LABEL_SCHEMA",
     "TRANSACTION_CORE",
     "UTC_TIME",
-    "Duplicate",
     "EventStore",
     "FieldSpec",
     "IngestReport",

@@ -24,7 +24,13 @@ from fraudops.core import Progress, Workspace, null_progress
 from ._convert import Conversion, apply_mapping
 from ._mapping import Mapping
 from ._parsers import prepare_strings
-from ._quarantine import Duplicate, Problem, collect_problems, summarise, write_quarantine
+from ._quarantine import (
+    DUPLICATES_SCHEMA,
+    Problem,
+    collect_problems,
+    summarise,
+    write_quarantine,
+)
 from ._readers import read_source
 from ._schema import LABEL_SCHEMA, UTC_TIME, attribute_types, conform_transactions
 from ._store import EventStore
@@ -100,7 +106,7 @@ def ingest_file(workspace: Workspace, path: Path | str, mapping: Mapping, *,
         report = IngestReport(
             batch_id=batch_id, source=str(Path(path).absolute()), mapping=mapping.origin,
             rows_read=raw.rows_read, accepted=accepted,
-            quarantined=len(rejected) + len(raw.unreadable), duplicates=len(duplicates),
+            quarantined=len(rejected) + len(raw.unreadable), duplicates=duplicates.num_rows,
             labels_added=new_labels.num_rows, labels_unchanged=unchanged,
             quarantine_dir=None if folder is None else str(folder),
             top_problems=summarise(problems), seconds=round(time.perf_counter() - started, 3))
@@ -159,36 +165,42 @@ def _occurrence(codes: np.ndarray) -> np.ndarray:
 
 
 def _deduplicate(table: pa.Table, rows: np.ndarray, store: EventStore
-                 ) -> tuple[np.ndarray, list[Duplicate], list[Problem]]:
+                 ) -> tuple[np.ndarray, pa.Table, list[Problem]]:
     """Keep the first row of each (tenant, event_id) not yet stored.
 
     A repeat with identical values is a duplicate; a repeat with other values is a conflict
-    and goes to the quarantine (the first row wins).
+    and goes to the quarantine (the first row wins). Returns the rows to keep, the duplicates
+    (:data:`DUPLICATES_SCHEMA`) and the conflicts.
     """
     keep = np.ones(table.num_rows, dtype=bool)
-    duplicates: list[Duplicate] = []
     conflicts: list[Problem] = []
+    positions: list[np.ndarray] = []
+    reasons: list[list[str]] = []
     if table.num_rows == 0:
-        return keep, duplicates, conflicts
-    key = row_text(table, ["tenant", "event_id"])
-    codes = key.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+        return keep, DUPLICATES_SCHEMA.empty_table(), conflicts
+    codes = row_text(table, ["tenant", "event_id"]).dictionary_encode().indices.to_numpy(
+        zero_copy_only=False)
     repeats = np.flatnonzero(_occurrence(codes) > 0)
     if len(repeats):
         first_index: dict[int, int] = {}
         for position, code in enumerate(codes.tolist()):
             first_index.setdefault(code, position)
-        content = row_text(table, table.column_names).to_pylist()
-        tenants, ids = table.column("tenant").to_pylist(), table.column("event_id").to_pylist()
+        content = row_text(table, table.column_names)
+        ids = table.column("event_id")
+        same, same_reasons = [], []
         for position in repeats.tolist():
             first = first_index[int(codes[position])]
             keep[position] = False
             if content[position] == content[first]:
-                duplicates.append(Duplicate(int(rows[position]), tenants[position], ids[position],
-                                            f"repeats row {rows[first]}"))
+                same.append(position)
+                same_reasons.append(f"repeats row {rows[first]}")
             else:
-                conflicts.append(Problem(int(rows[position]), "event_id", None, ids[position],
-                                         f"event_id {ids[position]!r} repeats row {rows[first]}"
+                event_id = ids[position].as_py()
+                conflicts.append(Problem(int(rows[position]), "event_id", None, event_id,
+                                         f"event_id {event_id!r} repeats row {rows[first]}"
                                          " with different values (the first row is kept)"))
+        positions.append(np.asarray(same, dtype=np.int64))
+        reasons.append(same_reasons)
     stored = store.stored_keys("transactions")
     if stored.num_rows:
         with duckdb.connect() as con:
@@ -197,12 +209,19 @@ def _deduplicate(table: pa.Table, rows: np.ndarray, store: EventStore
             con.register("stored", stored)
             hits = con.sql("SELECT position FROM incoming SEMI JOIN stored"
                            " USING (tenant, event_id)").fetchnumpy()["position"]
-        tenants, ids = table.column("tenant"), table.column("event_id")
-        for position in np.sort(hits):
-            if keep[position]:
-                keep[position] = False
-                duplicates.append(Duplicate(int(rows[position]), tenants[position].as_py(),
-                                            ids[position].as_py(), "already stored"))
+        hits = np.asarray(hits[keep[hits]], dtype=np.int64)
+        keep[hits] = False
+        positions.append(hits)
+        reasons.append(["already stored"] * len(hits))
+    if not positions:
+        return keep, DUPLICATES_SCHEMA.empty_table(), conflicts
+    taken = pa.array(np.concatenate(positions))
+    duplicates = pa.table({
+        "row": pa.array(rows, pa.int64()).take(taken),
+        "tenant": table.column("tenant").take(taken),
+        "event_id": table.column("event_id").take(taken),
+        "reason": pa.array([r for group in reasons for r in group], pa.string()),
+    }, schema=DUPLICATES_SCHEMA).sort_by("row")
     return keep, duplicates, conflicts
 
 

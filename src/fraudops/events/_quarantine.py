@@ -38,14 +38,9 @@ class Problem:
     reason: str
 
 
-@dataclass(frozen=True)
-class Duplicate:
-    """A row not stored because its event is stored already (or earlier in the same file)."""
-
-    row: int
-    tenant: str
-    event_id: str
-    reason: str
+#: Rows not stored because their event is stored already (or earlier in the same file).
+DUPLICATES_SCHEMA = pa.schema([("row", pa.int64()), ("tenant", pa.string()),
+                               ("event_id", pa.string()), ("reason", pa.string())])
 
 
 def collect_problems(raw: RawTable, conversion: Conversion) -> list[Problem]:
@@ -82,9 +77,9 @@ def _reason_kind(problem: Problem) -> str:
 
 def write_quarantine(folder: Path, raw: RawTable, options: SourceOptions,
                      problems: list[Problem], rejected: np.ndarray,
-                     duplicates: list[Duplicate]) -> Path | None:
+                     duplicates: pa.Table) -> Path | None:
     """Write the batch's quarantine files; returns the folder, or None when nothing was rejected."""
-    if not problems and not duplicates:
+    if not problems and not duplicates.num_rows:
         return None
     folder.mkdir(parents=True, exist_ok=True)
     if problems:
@@ -97,13 +92,8 @@ def write_quarantine(folder: Path, raw: RawTable, options: SourceOptions,
         }), folder / "problems.csv")
     if len(rejected):
         _write_rows(folder, raw, options, rejected)
-    if duplicates:
-        pcsv.write_csv(pa.table({
-            "row": [d.row for d in duplicates],
-            "tenant": [d.tenant for d in duplicates],
-            "event_id": [d.event_id for d in duplicates],
-            "reason": [d.reason for d in duplicates],
-        }), folder / "duplicates.csv")
+    if duplicates.num_rows:
+        pcsv.write_csv(duplicates, folder / "duplicates.csv")
     return folder
 
 
