@@ -24,7 +24,14 @@ import pyarrow.compute as pc
 from fraudops.core import Progress, null_progress
 
 from ._schema import UTC_TIME, conform_labels, conform_transactions
-from ._simulator_config import SimulationConfig, TenantProfile, validate_config
+from ._simulator_config import (
+    DriftSpec,
+    LabelDelay,
+    SimulationConfig,
+    TenantProfile,
+    tenant_profiles,
+    validate_config,
+)
 from ._simulator_fraud import (
     FRAUD_TYPES,
     DrawnLabels,
@@ -38,6 +45,8 @@ from ._simulator_fraud import (
 )
 from ._simulator_population import (
     DAY_SECONDS,
+    SIMULATED_DISPOSABLE_DOMAINS,
+    SIMULATED_EMAIL_DOMAINS,
     Population,
     Rows,
     Stream,
@@ -47,6 +56,23 @@ from ._simulator_population import (
     tenant_rng,
 )
 from ._store import EventStore
+
+__all__ = [
+    "COMPROMISE_SCHEMA",
+    "FRAUD_TYPES",
+    "SIMULATED_DISPOSABLE_DOMAINS",
+    "SIMULATED_EMAIL_DOMAINS",
+    "TRUTH_SCHEMA",
+    "DriftSpec",
+    "LabelDelay",
+    "Simulation",
+    "SimulationConfig",
+    "SimulationSummary",
+    "TenantProfile",
+    "simulate",
+    "tenant_profiles",
+    "write_simulation",
+]
 
 #: The ground truth of every simulated transaction, for evaluation only: it includes frauds
 #: that never get a label, which no model or metric in production could know about.
@@ -163,8 +189,9 @@ def simulate(config: SimulationConfig, progress: Progress = null_progress) -> Si
     >>> simulation = simulate(config)
     >>> simulation.transactions.column_names[:4]
     ['event_id', 'event_time', 'tenant', 'amount_cents']
-    >>> simulation.labels.column("is_fraud").false_count
-    0
+    >>> import pyarrow.compute as pc
+    >>> pc.all(simulation.labels.column("is_fraud")).as_py()  # only frauds get labels
+    True
     """
     validate_config(config)
     parts = [_simulate_tenant(profile, config, progress)
