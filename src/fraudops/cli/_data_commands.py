@@ -10,7 +10,14 @@ import typer
 from rich.table import Table
 
 from fraudops.core import Workspace
-from fraudops.events import EventStore, IngestReport, ingest_file, load_mapping
+from fraudops.events import (
+    EventStore,
+    IngestReport,
+    ingest_file,
+    load_mapping,
+    profile_events,
+    write_profile,
+)
 
 from ._app import WorkspaceOption, app, open_workspace
 from ._console import out, progress_bar
@@ -102,3 +109,23 @@ def print_status(ws: Workspace) -> None:
                   f" accepted {sum(b['accepted'] for b in batches):,},"
                   f" quarantined {sum(b['quarantined'] for b in batches):,},"
                   f" duplicates {sum(b['duplicates'] for b in batches):,}")
+
+
+@app.command()
+def profile(
+    workspace: WorkspaceOption = None,
+    tenant: Annotated[str | None, typer.Option(help="Profile one tenant only.")] = None,
+    sample_rows: Annotated[int, typer.Option(help="Rows sampled for correlations.")]
+        = 200_000,
+) -> None:
+    """Write a JSON and a self-contained HTML profile of the workspace's events."""
+    write_profile_report(open_workspace(workspace), tenant=tenant, sample_rows=sample_rows)
+
+
+def write_profile_report(ws: Workspace, *, tenant: str | None, sample_rows: int = 200_000) -> None:
+    """Profile the events into ``reports/`` and say where the files are."""
+    with progress_bar("profile") as progress:
+        result = profile_events(EventStore(ws.events_dir), tenant=tenant,
+                                sample_rows=sample_rows, progress=progress)
+    json_path, html_path = write_profile(result, ws.reports_dir)
+    out.print(f"profile: {html_path}\n         {json_path}")

@@ -1,0 +1,86 @@
+"""``fraudops quickstart``: the main job on the embedded default, from nothing to a report.
+
+Today: create a workspace, simulate a realistic export, ingest it through its mapping (with the
+quarantine and the reconciliation), profile the events and print what is there. Each later
+part of fraudops (features, training, the gate, serving, monitoring) adds its step here until
+this command runs the whole loop.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fraudops.core import CONFIG_FILE, Workspace, WorkspaceError
+from fraudops.events import export_simulation, ingest_file, load_mapping, save_ground_truth
+
+from ._app import app
+from ._console import out, progress_bar
+from ._data_commands import print_ingest_report, print_status, write_profile_report
+from ._simulate import build_config, print_simulation, run_simulation
+
+
+def _fresh_folder(directory: Path, replace: bool) -> None:
+    if not directory.exists():
+        return
+    if (directory / CONFIG_FILE).is_file():
+        if not replace:
+            raise WorkspaceError(f"{directory} already holds a workspace; pass --replace to"
+                                 " delete it and start again")
+        shutil.rmtree(directory)
+    elif any(directory.iterdir()):
+        raise WorkspaceError(f"{directory} exists and is not empty; choose a new folder")
+
+
+@app.command()
+def quickstart(
+    directory: Annotated[Path, typer.Argument(help="Folder for the new workspace.")] =
+        Path("demo-workspace"),
+    replace: Annotated[bool, typer.Option(help="Delete an existing workspace in DIRECTORY"
+                                               " first.")] = False,
+    customers: Annotated[int, typer.Option(help="Customers per tenant.")] = 2_500,
+    terminals: Annotated[int, typer.Option(help="Terminals per tenant.")] = 5_000,
+    days: Annotated[int, typer.Option(help="Days to simulate.")] = 183,
+    tenants: Annotated[int, typer.Option(help="Tenants (clients), each with its own fraud"
+                                              " intensity.")] = 2,
+    drift_start: Annotated[datetime | None, typer.Option(
+        formats=["%Y-%m-%d"], help="Day a new fraud pattern starts.")] = datetime(2018, 9, 1),
+    seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 0,
+) -> None:
+    """Run the main job end to end: workspace, simulated export, ingestion, profile, status."""
+    directory = directory.absolute()
+    _fresh_folder(directory, replace)
+    ws = Workspace.init(directory)
+    out.rule("1. workspace")
+    out.print(f"created workspace [bold]{ws.config.name}[/bold] in {ws.root}")
+
+    out.rule("2. simulate an export")
+    config = build_config(customers=customers, terminals=terminals, days=days,
+                          start=datetime(2018, 4, 1).date(), seed=seed, tenants=tenants,
+                          drift_start=drift_start.date() if drift_start else None)
+    simulation = run_simulation(config)
+    export = ws.root / "imports" / "simulated_transactions.parquet"
+    mapping = export_simulation(simulation, export)
+    save_ground_truth(simulation, ws.root / "simulation")
+    print_simulation(simulation)
+    out.print(f"export {export.relative_to(ws.root)}, mapping {mapping.relative_to(ws.root)};"
+              " ground truth (evaluation only) in simulation/")
+
+    out.rule("3. ingest")
+    with progress_bar("ingest") as progress:
+        report = ingest_file(ws, export, load_mapping(mapping), progress=progress)
+    print_ingest_report(report)
+
+    out.rule("4. profile")
+    write_profile_report(ws, tenant=None)
+
+    out.rule("5. what is there")
+    print_status(ws)
+    out.print(f"\nnext: open {ws.reports_dir / 'profile.html'} in a browser, or run"
+              f" 'fraudops status -w {ws.root}'")
+    if not report.reconciles:  # never expected: the reconciliation is the contract
+        raise typer.Exit(1)

@@ -3,6 +3,9 @@ with a quarantine, the data profile and the transaction simulator."""
 
 from ._ingest import IngestReport, derive_event_ids, ingest_file, new_batch_id
 from ._mapping import FieldSpec, LabelSpec, Mapping, SourceOptions, load_mapping, parse_mapping
+from ._profile import profile_events
+from ._profile_html import render_profile_html, write_profile
+from ._profile_model import ColumnProfile, Profile
 from ._quarantine import DUPLICATES_SCHEMA, Problem
 from ._readers import RawTable, read_source
 from ._schema import (
@@ -46,6 +49,7 @@ __all__ = [
     "TRANSACTION_CORE",
     "TRUTH_SCHEMA",
     "UTC_TIME",
+    "ColumnProfile",
     "DriftSpec",
     "EventStore",
     "FieldSpec",
@@ -54,6 +58,7 @@ __all__ = [
     "LabelSpec",
     "Mapping",
     "Problem",
+    "Profile",
     "RawTable",
     "Simulation",
     "SimulationConfig",
@@ -70,9 +75,12 @@ __all__ = [
     "load_mapping",
     "new_batch_id",
     "parse_mapping",
+    "profile_events",
     "read_source",
+    "render_profile_html",
     "save_ground_truth",
     "simulate",
     "tenant_profiles",
+    "write_profile",
     "write_simulation",
 ]

@@ -19,6 +19,8 @@ from fraudops.core import InputError, Progress, null_progress
 
 from ._profile_columns import ColumnSpec, column_spec, profile_column
 from ._profile_model import (
+    CategoryCount,
+    ColumnProfile,
     Correlations,
     DayCounts,
     LabelSummary,
@@ -34,9 +36,10 @@ from ._store import EventStore
 BASE = "_profile_base"
 #: At most this many columns enter the correlation matrix (the cost grows with the square).
 MAX_CORRELATION_COLUMNS = 30
+#: Label sources and fraud types listed, the most frequent first.
+MAX_LABEL_GROUPS = 20
 #: Days without events inside the range are filled with zeros up to this span.
 MAX_FILLED_DAYS = 3660
-_HELPER_COLUMNS = ("_is_fraud", "_labelled", "_label_time")
 
 
 def profile_events(store: EventStore, *, tenant: str | None = None, sample_rows: int = 200_000,
@@ -94,7 +97,7 @@ def profile_events(store: EventStore, *, tenant: str | None = None, sample_rows:
         columns = _materialise(con, tenant)
         tenants = _tenant_counts(con)
         _restrict(con, tenant, tenants)
-        total = 6 + len(columns)
+        total = 5 + len(columns)
         progress("profile", 1, total)
         rows, frauds, labelled = con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE _is_fraud),"
@@ -108,7 +111,8 @@ def profile_events(store: EventStore, *, tenant: str | None = None, sample_rows:
         progress("profile", total - 3, total)
         labels = _labels(con, tenant)
         progress("profile", total - 2, total)
-        correlations = _correlations(con, columns, rows, sample_rows=sample_rows, seed=seed)
+        correlations = _correlations(con, columns, profiles, rows, sample_rows=sample_rows,
+                                     seed=seed)
         progress("profile", total - 1, total)
         first, last = con.execute(f"SELECT min(event_time), max(event_time) FROM {BASE}"
                                   ).fetchall()[0]
@@ -154,7 +158,8 @@ def _materialise(con: duckdb.DuckDBPyConnection, tenant: str | None) -> list[Col
         SELECT t.* {f"REPLACE ({replace})" if replace else ""},
                coalesce(l.is_fraud, false) AS _is_fraud,
                l.is_fraud IS NOT NULL AS _labelled,
-               l.label_time AS _label_time
+               l.label_time AS _label_time, l.source AS _label_source,
+               l.fraud_type AS _fraud_type
         FROM transactions t
         LEFT JOIN current_labels l ON t.tenant = l.tenant AND t.event_id = l.event_id""")
     return [s.with_non_finite(non_finite.get(s.name, 0)) for s in specs]
@@ -235,17 +240,25 @@ def _labels(con: duckdb.DuckDBPyConnection, tenant: str | None) -> LabelSummary:
                    FILTER (WHERE _is_fraud)
         FROM {BASE}""").fetchall()[0]
     return LabelSummary(label_events=label_events, relabelled=relabelled, orphans=orphans,
-                        before_event=before, fraud_delay_days=quantiles_from(delays))
+                        before_event=before, fraud_delay_days=quantiles_from(delays),
+                        sources=_label_groups(con, "_label_source"),
+                        fraud_types=_label_groups(con, "_fraud_type"))
 
 
-def _correlations(con: duckdb.DuckDBPyConnection, columns: Sequence[ColumnSpec], rows: int, *,
-                  sample_rows: int, seed: int) -> Correlations | None:
+def _label_groups(con: duckdb.DuckDBPyConnection, column: str) -> tuple[CategoryCount, ...]:
+    """Labelled transactions per value of a label column, with the frauds among them."""
+    rows = con.execute(f"""
+        SELECT {column}, count(*), count(*) FILTER (WHERE _is_fraud) FROM {BASE}
+        WHERE _labelled GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {MAX_LABEL_GROUPS}""").fetchall()
+    return tuple(CategoryCount(value=v, count=n, frauds=f, fraud_rate=f / n) for v, n, f in rows)
+
+
+def _correlations(con: duckdb.DuckDBPyConnection, columns: Sequence[ColumnSpec],
+                  profiles: Sequence[ColumnProfile], rows: int, *, sample_rows: int,
+                  seed: int) -> Correlations | None:
     """Spearman correlations of numeric and boolean columns, on a seeded sample if needed."""
-    candidates = [s for s in columns if s.dtype in ("int", "float", "bool")]
-    present = con.execute("SELECT " + ", ".join(
-        f"count(DISTINCT {s.sql}) > 1" for s in candidates) + f" FROM {BASE}"
-    ).fetchall()[0] if candidates else ()
-    chosen = [s for s, ok in zip(candidates, present, strict=True) if ok]
+    varying = {p.name for p in profiles if p.distinct > 1}
+    chosen = [s for s in columns if s.dtype in ("int", "float", "bool") and s.name in varying]
     chosen = chosen[:MAX_CORRELATION_COLUMNS]
     if not chosen:
         return None
@@ -273,13 +286,16 @@ def _notes(totals: Totals, labels: LabelSummary, correlations: Correlations | No
         f" ({totals.unlabelled / totals.transactions:.1%}) have no label and count as not fraud:"
         " every fraud rate here is a rate of known fraud.",
     ]
+    if totals.frauds == 0:
+        notes.append("No transaction is labelled fraud: fraud rates are zero, and information"
+                     " values, AUCs and correlations with is_fraud are undefined.")
     if labels.fraud_delay_days is not None:
         notes.append(
             f"Fraud labels arrive a median {labels.fraud_delay_days.p50:.1f} days after the"
             f" transaction (95 % within {labels.fraud_delay_days.p95:.1f} days), so fraud rates"
             " of the most recent days are understated until their labels mature.")
     if correlations is None:
-        notes.append("No correlations: fewer than one non-constant numeric column.")
+        notes.append("No correlations: the scope has no numeric or boolean column with two values.")
     elif correlations.sampled:
         notes.append(
             f"Correlations use a seeded sample of {correlations.rows:,} of"

@@ -44,8 +44,8 @@ class Histogram:
     ``edges`` has one more element than ``counts``; bin ``i`` is ``[edges[i], edges[i+1])``,
     the last bin closed. With ``scale='log'`` the edges are equally spaced in ``ln(1 + x)``
     (for heavy-tailed, non-negative values such as amounts); with ``'integer'`` every bin holds
-    one integer value. For an entity key, a "row" is an entity and ``frauds`` counts the
-    entities with at least one fraud.
+    one integer value. Integer columns always get integer edges. For an entity key, a "row" is
+    an entity and ``frauds`` counts the entities with at least one fraud.
     """
 
     scale: HistogramScale
@@ -56,12 +56,17 @@ class Histogram:
 
 @dataclass(frozen=True)
 class CategoryCount:
-    """One category (or group of categories): rows, frauds among them and the fraud rate."""
+    """One category (or group of categories): rows, frauds among them and the fraud rate.
+
+    ``value`` is ``None`` for the "other" and "missing" groups; ``tenant`` is set for the
+    entities of an :class:`EntitySummary` (an entity is a (tenant, value) pair).
+    """
 
     value: str | None
     count: int
     frauds: int
     fraud_rate: float
+    tenant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,7 +205,9 @@ class LabelSummary:
     ``relabelled`` events have more than one label event (the latest wins); ``orphans`` are
     current labels of events the store has no transaction for; ``before_event`` current labels
     are dated before their transaction (a clock or mapping problem); ``fraud_delay_days`` are
-    quantiles of ``label_time - event_time`` of current fraud labels, in days.
+    quantiles of ``label_time - event_time`` of current fraud labels, in days. ``sources`` and
+    ``fraud_types`` count labelled transactions (and frauds among them) per value of the
+    current label's ``source`` and ``fraud_type``, most frequent first.
     """
 
     label_events: int
@@ -208,6 +215,8 @@ class LabelSummary:
     orphans: int
     before_event: int
     fraud_delay_days: Quantiles | None
+    sources: tuple[CategoryCount, ...] = ()
+    fraud_types: tuple[CategoryCount, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ def information_value(bins: Sequence[tuple[int, int]], *,
     >>> information_value([(100, 10), (100, 10)])
     0.0
     >>> round(information_value([(100, 1), (100, 19)]), 3)
-    0.921
+    1.322
     """
     kept = [(rows, frauds) for rows, frauds in bins if rows > 0]
     total_fraud = sum(frauds for _, frauds in kept)
@@ -66,25 +66,14 @@ def iv_strength(iv: float | None) -> str:
 
 @dataclass(frozen=True)
 class BinPlan:
-    """Equal-width bins over ``[lo, hi]`` in the scale's space (``ln(1 + x)`` for ``'log'``)."""
+    """Histogram bins as edges in the column's units: bin ``i`` is ``[edges[i], edges[i+1])``."""
 
     scale: HistogramScale
-    lo: float
-    hi: float
-    bins: int
+    edges: tuple[float, ...]
 
     @property
-    def width(self) -> float:
-        return (self.hi - self.lo) / self.bins
-
-    def edges(self) -> tuple[float, ...]:
-        """Bin edges in the column's own units."""
-        if self.scale == "integer":
-            return tuple(float(self.lo + i) for i in range(self.bins + 1))
-        inner = [self.lo + i * self.width for i in range(self.bins)] + [self.hi]
-        if self.scale == "log":
-            return tuple(math.expm1(edge) for edge in inner)
-        return tuple(inner)
+    def bins(self) -> int:
+        return len(self.edges) - 1
 
 
 def plan_bins(*, is_integer: bool, vmin: float, vmax: float, skewness: float | None,
@@ -93,15 +82,55 @@ def plan_bins(*, is_integer: bool, vmin: float, vmax: float, skewness: float | N
 
     Small integer ranges get one bin per value; non-negative values with a long right tail get
     bins of equal width in ``ln(1 + x)``, so that the bulk of small amounts is not squeezed into
-    the first bar; everything else gets ``max_bins`` equal-width bins.
+    the first bar; everything else gets up to ``max_bins`` equal-width bins. Integer columns
+    get integer edges, so that no bin is empty only because it holds no integer.
+
+    Examples
+    --------
+    >>> plan_bins(is_integer=True, vmin=1, vmax=3, skewness=None).edges
+    (1.0, 2.0, 3.0, 4.0)
+    >>> plan_bins(is_integer=True, vmin=0, vmax=99, skewness=0.0, max_bins=10).edges[:3]
+    (0.0, 10.0, 20.0)
     """
+    vmin, vmax = float(vmin), float(vmax)
     if is_integer and vmax - vmin + 1 <= MAX_INTEGER_BINS:
-        return BinPlan("integer", vmin, vmax + 1, int(vmax - vmin) + 1)
-    if vmin >= 0 and skewness is not None and skewness > LOG_BINS_SKEWNESS and vmax > vmin:
-        return BinPlan("log", math.log1p(vmin), math.log1p(vmax), max_bins)
+        return BinPlan("integer", tuple(float(v) for v in range(int(vmin), int(vmax) + 2)))
     if vmax == vmin:
-        return BinPlan("linear", vmin, vmax, 1)
-    return BinPlan("linear", vmin, vmax, max_bins)
+        return BinPlan("linear", (vmin, vmax))
+    if vmin >= 0 and skewness is not None and skewness > LOG_BINS_SKEWNESS:
+        lo, hi = math.log1p(vmin), math.log1p(vmax)
+        targets = [_round_significant(math.expm1(lo + i * (hi - lo) / max_bins))
+                   for i in range(1, max_bins)]
+        if is_integer:
+            return BinPlan("log", _integer_edges(vmin, vmax, targets))
+        inner = sorted({t for t in targets if vmin < t < vmax})
+        return BinPlan("log", (vmin, *inner, vmax))
+    if is_integer:
+        width = math.ceil((vmax - vmin + 1) / max_bins)
+        count = math.ceil((vmax - vmin + 1) / width)
+        return BinPlan("linear", tuple(float(vmin + i * width) for i in range(count + 1)))
+    step = (vmax - vmin) / max_bins
+    return BinPlan("linear", (vmin, *(vmin + i * step for i in range(1, max_bins)), vmax))
+
+
+def _round_significant(value: float, digits: int = 2) -> float:
+    """Round to ``digits`` significant digits, so that bin edges read as 130, not 128.19."""
+    if value <= 0:
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(value)))
+
+
+def _integer_edges(vmin: float, vmax: float, targets: Sequence[float]) -> tuple[float, ...]:
+    """Integer edges near ``targets`` whose widths never shrink (no saw-tooth of 1- and 2-wide
+    bins at the low end); the last edge is ``vmax + 1``."""
+    edges, width = [vmin], 1.0
+    for target in targets:
+        edge = max(float(math.ceil(target)), edges[-1] + width)
+        if edge > vmax:
+            break
+        width = edge - edges[-1]
+        edges.append(edge)
+    return (*edges, vmax + 1)
 
 
 def quantiles_from(values: Sequence[float | None] | None) -> Quantiles | None:
