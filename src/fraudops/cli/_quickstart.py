@@ -9,7 +9,7 @@ this command runs the whole loop.
 from __future__ import annotations
 
 import shutil
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -48,7 +48,10 @@ def quickstart(
     tenants: Annotated[int, typer.Option(help="Tenants (clients), each with its own fraud"
                                               " intensity.")] = 2,
     drift_start: Annotated[datetime | None, typer.Option(
-        formats=["%Y-%m-%d"], help="Day a new fraud pattern starts.")] = datetime(2018, 9, 1),
+        formats=["%Y-%m-%d"], help="Day a new fraud pattern starts (default: when five sixths"
+                                   " of the period have passed).")] = None,
+    drift: Annotated[bool, typer.Option(help="Simulate a new fraud pattern late in the"
+                                             " period.")] = True,
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 0,
 ) -> None:
     """Run the main job end to end: workspace, simulated export, ingestion, profile, status."""
@@ -59,9 +62,12 @@ def quickstart(
     out.print(f"created workspace [bold]{ws.config.name}[/bold] in {ws.root}")
 
     out.rule("2. simulate an export")
-    config = build_config(customers=customers, terminals=terminals, days=days,
-                          start=datetime(2018, 4, 1).date(), seed=seed, tenants=tenants,
-                          drift_start=drift_start.date() if drift_start else None)
+    start = date(2018, 4, 1)
+    drift_day = None
+    if drift:
+        drift_day = drift_start.date() if drift_start else start + timedelta(days=days * 5 // 6)
+    config = build_config(customers=customers, terminals=terminals, days=days, start=start,
+                          seed=seed, tenants=tenants, drift_start=drift_day)
     simulation = run_simulation(config)
     export = ws.root / "imports" / "simulated_transactions.parquet"
     mapping = export_simulation(simulation, export)

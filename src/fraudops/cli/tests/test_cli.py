@@ -121,3 +121,73 @@ def test_outside_a_workspace_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFix
     code, _, err = run(["status"], capsys)
     assert code == 2
     assert "fraudops init DIR" in err
+
+
+SMALL = ["--customers", "150", "--terminals", "300", "--days", "20"]
+
+
+def test_simulate_into_a_workspace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ws = tmp_path / "ws"
+    run(["init", str(ws)], capsys)
+    code, out, _ = run(["simulate", "-w", str(ws), *SMALL, "--tenants", "2"], capsys)
+    assert code == 0
+    assert "stored" in out
+    code, out, _ = run(["status", "-w", str(ws)], capsys)
+    assert "tenant_01" in out
+    assert "tenant_02" in out
+    assert list((ws / "simulation").glob("*/truth.parquet"))
+
+
+def test_simulate_export_is_ingestible_with_its_mapping(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export = tmp_path / "sim.csv"
+    code, out, _ = run(["simulate", *SMALL, "--export", str(export)], capsys)
+    assert code == 0
+    mapping = tmp_path / "sim.csv.mapping.toml"
+    assert mapping.exists()
+    run(["init", str(tmp_path / "ws")], capsys)
+    code, out, _ = run(["ingest", str(export), "-m", str(mapping), "-w", str(tmp_path / "ws"),
+                        "--json"], capsys)
+    report = json.loads(out)
+    assert report["quarantined"] == 0
+    assert report["accepted"] == report["rows_read"] > 0
+
+
+def test_simulate_rejects_bad_parameters_with_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["simulate", "--days", "0", "--export", str(tmp_path / "x.csv")], capsys)
+    assert code == 2
+    assert "n_days" in err
+
+
+def test_profile_writes_json_and_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ws = tmp_path / "ws"
+    run(["init", str(ws)], capsys)
+    run(["simulate", "-w", str(ws), *SMALL], capsys)
+    code, _, _ = run(["profile", "-w", str(ws)], capsys)
+    assert code == 0
+    profile = json.loads((ws / "reports" / "profile.json").read_text())
+    assert profile["totals"]["transactions"] > 0
+    assert (ws / "reports" / "profile.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_profile_of_an_empty_workspace_is_a_clear_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(["init", str(tmp_path / "ws")], capsys)
+    code, _, err = run(["profile", "-w", str(tmp_path / "ws")], capsys)
+    assert code == 2
+    assert "fraudops ingest" in err
+
+
+def test_quickstart_runs_the_main_job_and_reconciles(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ws = tmp_path / "demo"
+    code, out, _ = run(["quickstart", str(ws), *SMALL, "--drift-start", "2018-04-15"], capsys)
+    assert code == 0, out
+    assert "(reconciles)" in out
+    assert (ws / "reports" / "profile.html").exists()
+    # a second run refuses to overwrite unless asked
+    code, _, err = run(["quickstart", str(ws), *SMALL], capsys)
+    assert code == 2
+    assert "--replace" in err
+    assert run(["quickstart", str(ws), *SMALL, "--replace"], capsys)[0] == 0
