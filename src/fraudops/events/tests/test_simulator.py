@@ -373,3 +373,13 @@ def test_progress_is_reported_for_every_day_and_stage() -> None:
     assert days == list(range(1, N_DAYS + 1))
     assert ("default: fraud", 4, 4) in calls
     assert calls[-1] == ("tables", 1, 1)
+
+
+def test_handbook_size_matches_the_handbooks_shape() -> None:
+    """The acceptance figures of the foundation issue, at full size (about a second)."""
+    simulation = simulate(SimulationConfig())
+    (summary,) = simulation.summary()
+    assert 9_000 <= summary.tx_per_day_min <= summary.tx_per_day_max <= 10_500
+    assert 0.005 <= summary.fraud_rate <= 0.012
+    assert all(summary.frauds_by_type[kind] > 0
+               for kind in ("S1_amount", "S2_terminal", "S3_card_not_present"))
