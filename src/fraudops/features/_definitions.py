@@ -121,11 +121,17 @@ class Aggregation:
     windows: tuple[Window, ...]
     exclude_current: bool = False
     labels: LabelMode | None = None
-    names: Mapping[Window, str] | None = None
+    names: Mapping[Window, str] | tuple[tuple[Window, str], ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "op", Op(self.op))
         object.__setattr__(self, "windows", tuple(self.windows))
+        if isinstance(self.names, Mapping):  # frozen and hashable, like the rest
+            object.__setattr__(self, "names", tuple(self.names.items()))
+
+    def name_for(self, window: Window) -> str | None:
+        """The explicit name given for ``window``, if any."""
+        return dict(self.names or ()).get(window)
 
     def effective_window(self, window: Window) -> Window:
         """The window the engines read: delay-mode labels lag it by the delay."""
@@ -311,7 +317,7 @@ def _expand(groups: Sequence[FeatureGroup]) -> list[FeatureSpec]:
     for group in groups:
         for aggregation in group.aggregations:
             for window in aggregation.windows:
-                explicit = (aggregation.names or {}).get(window)
+                explicit = aggregation.name_for(window)
                 out.append(FeatureSpec(explicit or _derived_name(group.entity, aggregation,
                                                                  window),
                                        group.entity, aggregation, window))
@@ -340,8 +346,8 @@ def _fields(value: Any) -> dict[str, Any]:
             item = [item.mode, item.delay.total_seconds()]
         elif isinstance(item, Entity):
             item = [item.name, list(item.keys)]
-        elif isinstance(item, Mapping):
-            item = sorted((k.name, v) for k, v in item.items())
+        elif name == "names":
+            item = sorted((k.name, v) for k, v in (item or ()))
         elif isinstance(item, tuple):
             item = [_fields(v) if hasattr(v, "__dataclass_fields__") else
                     (v.name if isinstance(v, Window) else v) for v in item]
@@ -446,7 +452,8 @@ def _validate_aggregation(aggregation: Aggregation, entity: Entity, need: Any) -
             raise DefinitionError(f"{where}: a label delay must be > 0 (a zero delay reads the"
                                   " label at the moment of the transaction); use as_known()")
     if aggregation.names is not None:
-        unknown = [w for w in aggregation.names if w not in aggregation.windows]
+        unknown = [w.name for w, _ in aggregation.names  # type: ignore[misc]
+                   if w not in aggregation.windows]
         if unknown:
             raise DefinitionError(f"{where}: names given for windows not in windows: {unknown}")
     if op is Op.TIME_SINCE_PREVIOUS and len(aggregation.windows) != 1:
