@@ -54,7 +54,7 @@ def main() -> None:
     """Entry point: known errors become one line on stderr and exit status 2."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    from . import _data_commands, _quickstart, _simulate  # noqa: F401  (registers the commands)
+    from . import _data_commands, _features, _quickstart, _simulate  # noqa: F401  (registers)
 
     try:
         app()  # standalone: usage errors print themselves and exit 2; typer.Exit exits

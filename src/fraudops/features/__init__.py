@@ -22,32 +22,59 @@ from ._definitions import (
     as_known,
 )
 from ._loader import load_feature_sets, workspace_feature_set
+from ._offline import OfflineEngine, write_backfill
+from ._online import OnlineEngine
+from ._parity import FeatureParity, ParityReport, check_parity, replay_stream, values_agree
+from ._state import EntityState
+from ._stores import (
+    DEFAULT_STORE_SETTINGS,
+    MemoryStore,
+    RedisStore,
+    SQLiteStore,
+    StateStore,
+    StoreSettings,
+)
 from ._windows import Window, days, hours, minutes, window
 
 __all__ = [
+    "DEFAULT_STORE_SETTINGS",
     "LABEL_COLUMNS",
     "VIRTUAL_COLUMNS",
     "Aggregation",
     "Column",
     "Entity",
+    "EntityState",
     "FeatureGroup",
+    "FeatureParity",
     "FeatureSet",
     "FeatureSpec",
     "HourOfDay",
     "IsNight",
     "IsWeekend",
     "LabelMode",
+    "MemoryStore",
+    "OfflineEngine",
+    "OnlineEngine",
     "Op",
+    "ParityReport",
     "Ratio",
+    "RedisStore",
+    "SQLiteStore",
+    "StateStore",
+    "StoreSettings",
     "Transform",
     "Window",
     "ZScore",
     "after_delay",
     "as_known",
+    "check_parity",
     "days",
     "hours",
     "load_feature_sets",
     "minutes",
+    "replay_stream",
+    "values_agree",
     "window",
     "workspace_feature_set",
+    "write_backfill",
 ]

@@ -113,7 +113,7 @@ class Aggregation:
 
     ``names`` gives explicit output names per window, to match an existing schema; otherwise
     names are derived: ``amount_mean_7d_by_card``, ``count_1h_by_card``,
-    ``fraud_ratio_30d_lag7d_by_terminal``.
+    ``fraud_ratio_30d_delay7d_by_terminal``.
     """
 
     column: str | None
