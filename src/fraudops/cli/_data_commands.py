@@ -18,6 +18,7 @@ from fraudops.events import (
     profile_events,
     write_profile,
 )
+from fraudops.features import write_starter_definitions
 
 from ._app import WorkspaceOption, app, open_workspace
 from ._console import out, progress_bar
@@ -30,9 +31,11 @@ def init(
     default_tenant: Annotated[str, typer.Option(help="Tenant of events whose mapping names"
                                                      " none.")] = "default",
 ) -> None:
-    """Create a workspace: config, feature definitions folder, event store, quarantine."""
+    """Create a workspace: config, starter feature definitions, event store, quarantine."""
     workspace = Workspace.init(directory, name=name, default_tenant=default_tenant)
-    out.print(f"created workspace [bold]{workspace.config.name}[/bold] in {workspace.root}")
+    definitions = write_starter_definitions(workspace.features_dir)
+    out.print(f"created workspace [bold]{workspace.config.name}[/bold] in {workspace.root}"
+              f"\nstarter feature definitions: {definitions}")
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """``fraudops quickstart``: the main job on the embedded default, from nothing to a report.
 
 Today: create a workspace, simulate a realistic export, ingest it through its mapping (with the
-quarantine and the reconciliation), profile the events and print what is there. Each later
+quarantine and the reconciliation), compute the starter features offline and prove online
+parity on the first days, profile the events and print what is there. Each later
 part of fraudops (features, training, the gate, serving, monitoring) adds its step here until
 this command runs the whole loop.
 """
@@ -9,18 +10,34 @@ this command runs the whole loop.
 from __future__ import annotations
 
 import shutil
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from fraudops.core import CONFIG_FILE, Workspace, WorkspaceError
-from fraudops.events import export_simulation, ingest_file, load_mapping, save_ground_truth
+from fraudops.events import (
+    EventStore,
+    export_simulation,
+    ingest_file,
+    load_mapping,
+    save_ground_truth,
+)
+from fraudops.features import (
+    MemoryStore,
+    OfflineEngine,
+    OnlineEngine,
+    check_parity,
+    workspace_feature_set,
+    write_backfill,
+    write_starter_definitions,
+)
 
 from ._app import app
 from ._console import out, progress_bar
 from ._data_commands import print_ingest_report, print_status, write_profile_report
+from ._features import print_parity
 from ._simulate import build_config, print_simulation, run_simulation
 
 
@@ -53,8 +70,11 @@ def quickstart(
     drift: Annotated[bool, typer.Option(help="Simulate a new fraud pattern late in the"
                                              " period.")] = True,
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 0,
+    parity_days: Annotated[int, typer.Option(help="Days replayed through the online engine to"
+                                                  " prove parity.")] = 14,
 ) -> None:
-    """Run the main job end to end: workspace, simulated export, ingestion, profile, status."""
+    """Run the main job end to end: workspace, simulated export, ingestion, features with a
+    parity proof, profile, status."""
     directory = directory.absolute()
     _fresh_folder(directory, replace)
     ws = Workspace.init(directory)
@@ -81,12 +101,28 @@ def quickstart(
         report = ingest_file(ws, export, load_mapping(mapping), progress=progress)
     print_ingest_report(report)
 
-    out.rule("4. profile")
+    out.rule("4. features")
+    write_starter_definitions(ws.features_dir, identity=True)
+    features = workspace_feature_set(ws)
+    features.validate(EventStore(ws.events_dir).empty("transactions").column_names)
+    with progress_bar("backfill") as progress:
+        table = OfflineEngine(EventStore(ws.events_dir)).backfill(features, progress=progress)
+    path = write_backfill(table, ws.root / "offline" / features.name)
+    out.print(f"{features.name}: {len(features.names)} features x {table.num_rows:,} events"
+              f" -> {path.relative_to(ws.root)}")
+    end = datetime.combine(start + timedelta(days=parity_days), time(0), tzinfo=UTC)
+    with progress_bar("parity") as progress:
+        parity = check_parity(EventStore(ws.events_dir), features,
+                              lambda: OnlineEngine(features, MemoryStore()), end=end,
+                              progress=progress)
+    print_parity(parity)
+
+    out.rule("5. profile")
     write_profile_report(ws, tenant=None)
 
-    out.rule("5. what is there")
+    out.rule("6. what is there")
     print_status(ws)
     out.print(f"\nnext: open {ws.reports_dir / 'profile.html'} in a browser, or run"
               f" 'fraudops status -w {ws.root}'")
-    if not report.reconciles:  # never expected: the reconciliation is the contract
+    if not report.reconciles or not parity.ok:  # never expected: both are contracts
         raise typer.Exit(1)

@@ -3,7 +3,8 @@
 Layout (created by :meth:`Workspace.init`)::
 
     fraudops.toml            configuration (name, default tenant, store settings)
-    features/                feature definitions, plain Python
+    features/                feature definitions, plain Python (``fraudops init`` writes a
+                             starter set)
     mappings/                ingestion mappings (TOML)
     events/transactions/     canonical transactions, Parquet, one folder per UTC day
     events/labels/           label events, Parquet, one folder per UTC day of label_time
@@ -38,13 +39,6 @@ format_version = {version}
 default_tenant = "{tenant}"
 """
 
-_FEATURES_TEMPLATE = '''\
-"""Feature definitions of this workspace.
-
-Define entities, windowed aggregations and row transforms here; the offline and the online
-engines both read these objects (see docs/features.md once the feature engine lands).
-"""
-'''
 
 
 @dataclass(frozen=True)
@@ -98,7 +92,6 @@ class Workspace:
         for sub in ("features", "mappings", "events/transactions", "events/labels",
                     "quarantine", "reports"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        (root / "features" / "definitions.py").write_text(_FEATURES_TEMPLATE)
         (root / CONFIG_FILE).write_text(
             _CONFIG_TEMPLATE.format(name=name, version=FORMAT_VERSION, tenant=default_tenant))
         return cls.open(root)

@@ -25,6 +25,7 @@ from ._loader import load_feature_sets, workspace_feature_set
 from ._offline import OfflineEngine, write_backfill
 from ._online import OnlineEngine
 from ._parity import FeatureParity, ParityReport, check_parity, replay_stream, values_agree
+from ._starter import starter_definitions, write_starter_definitions
 from ._state import EntityState
 from ._stores import (
     DEFAULT_STORE_SETTINGS,
@@ -73,8 +74,10 @@ __all__ = [
     "load_feature_sets",
     "minutes",
     "replay_stream",
+    "starter_definitions",
     "values_agree",
     "window",
     "workspace_feature_set",
     "write_backfill",
+    "write_starter_definitions",
 ]

@@ -13,7 +13,7 @@ from fraudops.core import Workspace, WorkspaceError, format_duration, parse_dura
 
 def test_init_creates_the_layout(tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "acme")
-    for sub in ("features/definitions.py", "mappings", "events/transactions", "events/labels",
+    for sub in ("features", "mappings", "events/transactions", "events/labels",
                 "quarantine", "reports", "fraudops.toml"):
         assert (ws.root / sub).exists(), sub
     assert ws.config.name == "acme"
