@@ -191,3 +191,54 @@ def test_quickstart_runs_the_main_job_and_reconciles(
     assert code == 2
     assert "--replace" in err
     assert run(["quickstart", str(ws), *SMALL, "--replace"], capsys)[0] == 0
+
+
+def _simulated_workspace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    ws = tmp_path / "ws"
+    run(["init", str(ws)], capsys)
+    run(["simulate", "-w", str(ws), *SMALL], capsys)
+    return ws
+
+
+def test_init_writes_starter_features_that_list(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    ws = _simulated_workspace(tmp_path, capsys)
+    code, out, _ = run(["features", "list", "-w", str(ws)], capsys)
+    assert code == 0
+    assert "starter_v1" in out
+    assert "fraud_ratio_7d_delay7d_by_terminal" in out
+
+
+def test_features_backfill_writes_parquet(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import pyarrow.parquet as pq
+
+    ws = _simulated_workspace(tmp_path, capsys)
+    code, out, _ = run(["features", "backfill", "-w", str(ws)], capsys)
+    assert code == 0
+    table = pq.read_table(ws / "offline" / "starter_v1" / "features.parquet")
+    assert "count_1h_by_card" in table.column_names
+    assert table.num_rows > 0
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_features_parity_passes_on_simulated_data(tmp_path: Path, store: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    ws = _simulated_workspace(tmp_path, capsys)
+    code, out, _ = run(["features", "parity", "-w", str(ws), "--store", store, "--json"], capsys)
+    report = json.loads(out)
+    assert code == 0
+    assert report["ok"]
+    assert report["state_store"] == store
+
+
+def test_features_with_a_bad_definition_is_exit_2(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    ws = _simulated_workspace(tmp_path, capsys)
+    (ws / "features" / "definitions.py").write_text(
+        "from fraudops.features import *\n"
+        "FEATURES = FeatureSet('bad', groups=[FeatureGroup(Entity('card', ('card_id',)),"
+        " [Aggregation('amt', Op.SUM, windows=[days(1)])])])\n")
+    code, _, err = run(["features", "backfill", "-w", str(ws)], capsys)
+    assert code == 2
+    assert "'amt' is not a column of transactions" in err
