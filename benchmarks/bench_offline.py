@@ -11,9 +11,15 @@ contender alike (the ingestion into the workspace is not timed):
 * **hand-written DuckDB**: one query over the same store as a person would write it, plain
   RANGE windows (ties at the same microsecond are not cut at the current row), labels from
   the store's ``current_labels`` view, ordered the same way, also without the final ORDER BY.
-* **pandas**: the same features with ``groupby(...).rolling('nD', on=...)``, the way the
-  handbook computes them. pandas is not a fraudops dependency: install it into the
-  environment for this benchmark (``pip install pandas``); without it this part is skipped.
+* **pandas, vectorised**: the same features with one ``groupby(...).rolling('nD', on=...)``
+  per window over the whole frame — the fastest pandas formulation we know.
+* **pandas, per entity**: the handbook's own formulation, a function applied to each
+  customer's and each terminal's transactions (``groupby(...).apply``) that computes its
+  rolling windows — how fraud teams usually write it. (Written from the handbook's
+  description; no code copied.)
+
+pandas is not a fraudops dependency: install it into the environment for this benchmark
+(``pip install pandas``); without it the pandas parts are skipped.
 
 Targets (DESIGN.md): within 1.5× of the hand-written query, at least 20× faster than pandas.
 """
@@ -112,6 +118,42 @@ def pandas_features(store: EventStore) -> Any:
     return out
 
 
+def pandas_per_entity(store: EventStore) -> Any:
+    """The 15 features the handbook's way: a function applied per customer and per terminal."""
+    with store.connect() as con:
+        tx = con.sql("SELECT t.event_id, t.event_time, t.customer_id, t.terminal_id,"
+                     " t.amount_cents / 100 AS amount,"
+                     " CAST(coalesce(l.is_fraud, false) AS INTEGER) AS fraud"
+                     " FROM transactions t LEFT JOIN current_labels l USING (tenant, event_id)"
+                     " ORDER BY t.event_time, t.event_id").df()
+    tx["weekend"] = (tx.event_time.dt.day_of_week >= 5).astype(int)
+    tx["night"] = (tx.event_time.dt.hour <= 6).astype(int)
+
+    def customer(frame: Any) -> Any:
+        frame = frame.set_index("event_time")
+        for n in WINDOWS:
+            window = frame.amount.rolling(f"{n}D")
+            count, total = window.count(), window.sum()
+            frame[f"CUSTOMER_ID_NB_TX_{n}DAY_WINDOW"] = count
+            frame[f"CUSTOMER_ID_AVG_AMOUNT_{n}DAY_WINDOW"] = total / count
+        return frame.reset_index()
+
+    def terminal(frame: Any) -> Any:
+        frame = frame.set_index("event_time")
+        recent_count = frame.fraud.rolling(f"{DELAY}D").count()
+        recent_fraud = frame.fraud.rolling(f"{DELAY}D").sum()
+        for n in WINDOWS:
+            count = frame.fraud.rolling(f"{n + DELAY}D").count() - recent_count
+            fraud = frame.fraud.rolling(f"{n + DELAY}D").sum() - recent_fraud
+            frame[f"TERMINAL_ID_NB_TX_{n}DAY_WINDOW"] = count
+            frame[f"TERMINAL_ID_RISK_{n}DAY_WINDOW"] = (fraud / count.where(count > 0)).fillna(0)
+        return frame.reset_index()
+
+    tx = tx.groupby("customer_id", group_keys=False).apply(customer)
+    tx = tx.sort_values(["event_time", "event_id"])
+    return tx.groupby("terminal_id", group_keys=False).apply(terminal)
+
+
 def best_of(repeat: int, contenders: dict[str, Callable[[], Any]]) -> dict[str, float]:
     times: dict[str, float] = {name: float("inf") for name in contenders}
     for _ in range(repeat):
@@ -160,7 +202,9 @@ def main() -> int:
             print("pandas is not installed: skipping the pandas reference"
                   " (pip install pandas into this environment to measure it)")
         else:
-            times.update(best_of(1, {"pandas rolling windows": lambda: pandas_features(store)}))
+            times.update(best_of(1, {
+                "pandas, vectorised rolling": lambda: pandas_features(store),
+                "pandas, per entity (handbook)": lambda: pandas_per_entity(store)}))
     print(f"offline backfill of {len(features.names)} handbook features over {rows:,} events,"
           f" best of {args.repeat} (pandas: 1 run)")
     ours = times["fraudops"]

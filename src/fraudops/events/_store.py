@@ -133,19 +133,24 @@ class EventStore:
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with views ``transactions``, ``labels`` and ``current_labels``.
 
+        ``transactions`` has every canonical column and every stored attribute, null where a
+        batch did not carry it.
+
         ``current_labels`` holds, per event, the label with the latest ``label_time`` (ties: a
         fraud label wins) — the truth as known now.
         """
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
         for kind in _KINDS:
+            # every canonical column is always there (null where no file has it)
+            con.register(f"_{kind}_empty", self.empty(kind))
             files = self.files(kind)
             if files:
                 paths = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-                con.execute(f"CREATE VIEW {kind} AS SELECT * FROM read_parquet([{paths}],"
-                            " union_by_name = true, hive_partitioning = false)")
+                con.execute(f"CREATE VIEW {kind} AS SELECT * FROM _{kind}_empty UNION ALL BY"
+                            f" NAME SELECT * FROM read_parquet([{paths}], union_by_name = true,"
+                            " hive_partitioning = false)")
             else:
-                con.register(f"_{kind}_empty", self.empty(kind))
                 con.execute(f"CREATE VIEW {kind} AS SELECT * FROM _{kind}_empty")
         con.execute("""
             CREATE VIEW current_labels AS

@@ -93,19 +93,38 @@ def values_agree(online: float | None, offline: float | None) -> bool:
 
 def replay_stream(transactions: pa.Table, labels: pa.Table
                   ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Transactions and label events in replay order, as ``('label'|'event', row)`` pairs."""
+    """Transactions and label events in replay order, as ``('label'|'event', row)`` pairs.
+
+    Merged by time, labels first at equal times (a label with ``label_time = t`` is known at
+    *t*); a label that would come before its own transaction (``label_time`` at or before the
+    transaction's time) is delivered right after it instead, as a label API can only label a
+    transaction it has seen. No feature reads the label of an event that is not before the
+    current one, so this changes no value.
+    """
     txns = transactions.sort_by([("event_time", "ascending"), ("event_id", "ascending")])
     labs = labels.sort_by([("label_time", "ascending"), ("event_id", "ascending")])
     tx_rows, label_rows = txns.to_pylist(), labs.to_pylist()
+    pending = {(row["tenant"], row["event_id"]) for row in tx_rows}
+    waiting: dict[tuple[str, str], list[dict[str, Any]]] = {}
     i = j = 0
     while i < len(tx_rows) or j < len(label_rows):
         if j < len(label_rows) and (i == len(tx_rows)
                                     or label_rows[j]["label_time"] <= tx_rows[i]["event_time"]):
-            yield "label", label_rows[j]
+            label = label_rows[j]
             j += 1
+            key = (label["tenant"], label["event_id"])
+            if key in pending:
+                waiting.setdefault(key, []).append(label)
+            else:
+                yield "label", label
         else:
-            yield "event", tx_rows[i]
+            row = tx_rows[i]
             i += 1
+            key = (row["tenant"], row["event_id"])
+            pending.discard(key)
+            yield "event", row
+            for label in waiting.pop(key, []):
+                yield "label", label
 
 
 def compare(feature_set: FeatureSet, offline: pa.Table,

@@ -188,3 +188,35 @@ def test_replay_puts_labels_before_transactions_at_equal_times() -> None:
     labels = pa.table({"event_id": ["x"], "label_time": [at], "tenant": ["t"]})
     order = [(kind, row["event_id"]) for kind, row in replay_stream(transactions, labels)]
     assert order == [("label", "x"), ("event", "a"), ("event", "b")]
+
+
+def test_replay_delivers_a_label_no_earlier_than_its_transaction() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    at = datetime(2020, 1, 1, tzinfo=UTC)
+    transactions = pa.table({"event_id": ["a", "b"], "event_time": [at, at + timedelta(hours=1)],
+                             "tenant": ["t", "t"]})
+    labels = pa.table({"event_id": ["b", "a"], "label_time": [at, at], "tenant": ["t", "t"]})
+    order = [(kind, row["event_id"]) for kind, row in replay_stream(transactions, labels)]
+    assert order == [("event", "a"), ("label", "a"), ("event", "b"), ("label", "b")]
+
+
+def test_parity_holds_for_labels_at_or_before_their_transaction(tmp_path: Path) -> None:
+    """Labels stamped at the transaction's own time (or earlier: bad data) count from then."""
+    from datetime import UTC, datetime, timedelta
+
+    from fraudops.events import UTC_TIME
+
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    times = [start + timedelta(hours=h) for h in range(12)]
+    ids = [f"e{h:02d}" for h in range(12)]
+    store = EventStore(tmp_path)
+    store.append_transactions(pa.table({
+        "event_id": ids, "event_time": pa.array(times, UTC_TIME), "tenant": ["t"] * 12,
+        "amount_cents": [100] * 12, "card_id": ["c"] * 12, "terminal_id": ["T"] * 12}), batch_id="b")
+    store.append_labels(pa.table({
+        "event_id": ids[:6], "tenant": ["t"] * 6, "is_fraud": [True] * 6,
+        "label_time": pa.array([times[0], times[1] - timedelta(hours=2), times[2], times[5],
+                                times[4], times[9]], UTC_TIME)}), batch_id="b")
+    report = check_parity(store, ALL_OPS, lambda: OnlineEngine(ALL_OPS, MemoryStore()))
+    assert report.ok, [f for f in report.features if not f.ok]
