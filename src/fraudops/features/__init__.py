@@ -1,5 +1,6 @@
-"""The features layer: definitions read by both engines, the offline engine (DuckDB), the
-online engine (memory, SQLite or Redis state) and the parity checker."""
+"""The features layer: definitions read by both engines, the offline engine (DuckDB, or Spark
+with the ``spark`` extra), the online engine (memory, SQLite or Redis state) and the parity
+checker."""
 
 from ._definitions import (
     LABEL_COLUMNS,
@@ -23,6 +24,7 @@ from ._definitions import (
 )
 from ._loader import load_feature_sets, workspace_feature_set
 from ._offline import OfflineEngine, write_backfill
+from ._offline_spark import SparkEngine, local_session
 from ._online import OnlineEngine
 from ._parity import FeatureParity, ParityReport, check_parity, replay_stream, values_agree
 from ._starter import starter_definitions, write_starter_definitions
@@ -61,6 +63,7 @@ __all__ = [
     "Ratio",
     "RedisStore",
     "SQLiteStore",
+    "SparkEngine",
     "StateStore",
     "StoreSettings",
     "Transform",
@@ -72,6 +75,7 @@ __all__ = [
     "days",
     "hours",
     "load_feature_sets",
+    "local_session",
     "minutes",
     "replay_stream",
     "starter_definitions",

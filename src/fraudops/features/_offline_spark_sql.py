@@ -186,8 +186,8 @@ def _aggregation(spec: FeatureSpec, types: Mapping[str, pa.DataType], query: Spa
         squares = query.total(f"sum({exact} * {exact})", entity, window, current)
         wide = f"CAST({total} AS DECIMAL(38, 0))"
         numerator = f"CAST({count} * {squares} - {wide} * {wide} AS DOUBLE)"
-        return (f"CASE WHEN {count} < 2 THEN NULL ELSE"
-                f" {_scaled(f'sqrt(greatest({numerator}, 0D) / ({count} * ({count} - 1)))', value.scale)} END")
+        std = f"sqrt(greatest({numerator}, 0D) / ({count} * ({count} - 1)))"
+        return f"CASE WHEN {count} < 2 THEN NULL ELSE {_scaled(std, value.scale)} END"
     if op is Op.STD:
         return _scaled(_float_std(x, entity, window, current, query), value.scale)
     if op is Op.COUNT_DISTINCT:

@@ -214,7 +214,7 @@ def test_features_backfill_writes_parquet(tmp_path: Path,
     import pyarrow.parquet as pq
 
     ws = _simulated_workspace(tmp_path, capsys)
-    code, out, _ = run(["features", "backfill", "-w", str(ws)], capsys)
+    code, _, _ = run(["features", "backfill", "-w", str(ws)], capsys)
     assert code == 0
     table = pq.read_table(ws / "offline" / "starter_v1" / "features.parquet")
     assert "count_1h_by_card" in table.column_names
