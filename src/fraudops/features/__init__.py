@@ -6,19 +6,12 @@ from ._definitions import (
     LABEL_COLUMNS,
     VIRTUAL_COLUMNS,
     Aggregation,
-    Column,
     Entity,
     FeatureGroup,
     FeatureSet,
     FeatureSpec,
-    HourOfDay,
-    IsNight,
-    IsWeekend,
     LabelMode,
     Op,
-    Ratio,
-    Transform,
-    ZScore,
     after_delay,
     as_known,
 )
@@ -36,6 +29,15 @@ from ._stores import (
     SQLiteStore,
     StateStore,
     StoreSettings,
+)
+from ._transforms import (
+    Column,
+    HourOfDay,
+    IsNight,
+    IsWeekend,
+    Ratio,
+    Transform,
+    ZScore,
 )
 from ._windows import Window, days, hours, minutes, window
 

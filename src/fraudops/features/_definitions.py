@@ -27,6 +27,12 @@ from typing import Any
 
 from fraudops.core import DefinitionError, format_duration, parse_duration
 
+from ._transforms import (
+    _TRANSFORMS,
+    IsNight,
+    Transform,
+    references,
+)
 from ._windows import Window
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -183,86 +189,6 @@ class FeatureSpec:
         return self.aggregation.includes_current(self.window)
 
 
-# -- row transforms --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Column:
-    """A transaction column as a feature (``Column("amount", name="TX_AMOUNT")``)."""
-
-    column: str
-    name: str | None = None
-
-    @property
-    def output(self) -> str:
-        return self.name or self.column
-
-
-@dataclass(frozen=True)
-class IsWeekend:
-    """1.0 when the event falls on Saturday or Sunday (UTC), else 0.0."""
-
-    name: str = "is_weekend"
-
-    @property
-    def output(self) -> str:
-        return self.name
-
-
-@dataclass(frozen=True)
-class IsNight:
-    """1.0 when the event's UTC hour is in ``[start_hour, end_hour]``, else 0.0."""
-
-    name: str = "is_night"
-    start_hour: int = 0
-    end_hour: int = 6
-
-    @property
-    def output(self) -> str:
-        return self.name
-
-
-@dataclass(frozen=True)
-class HourOfDay:
-    """The event's UTC hour, 0-23."""
-
-    name: str = "hour_of_day"
-
-    @property
-    def output(self) -> str:
-        return self.name
-
-
-@dataclass(frozen=True)
-class Ratio:
-    """``numerator / denominator`` of two columns or features; missing when the denominator is
-    0 or missing. Amount relative to its window mean: ``Ratio("amount", "amount_mean_30d_by_card")``."""
-
-    numerator: str
-    denominator: str
-    name: str | None = None
-
-    @property
-    def output(self) -> str:
-        return self.name or f"{self.numerator}_over_{self.denominator}"
-
-
-@dataclass(frozen=True)
-class ZScore:
-    """``(value − mean) / std``; missing when std is 0 or missing."""
-
-    value: str
-    mean: str
-    std: str
-    name: str | None = None
-
-    @property
-    def output(self) -> str:
-        return self.name or f"{self.value}_zscore_{self.mean}"
-
-
-Transform = Column | IsWeekend | IsNight | HourOfDay | Ratio | ZScore
-_TRANSFORMS = (Column, IsWeekend, IsNight, HourOfDay, Ratio, ZScore)
-
-
 # -- the feature set ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FeatureSet:
@@ -393,23 +319,13 @@ def validate_feature_set(features: FeatureSet, columns: set[str] | None) -> None
         where = f"transform {transform.output!r}"
         if not _NAME.match(transform.output):
             raise DefinitionError(f"{where}: names are letters, digits and '_'")
-        for reference in _references(transform):
+        for reference in references(transform):
             if reference not in seen:
                 need(reference, where)
         if isinstance(transform, IsNight) and not (
                 0 <= transform.start_hour <= transform.end_hour <= 23):
             raise DefinitionError(f"{where}: need 0 <= start_hour <= end_hour <= 23")
         _unique(seen, transform.output, where)
-
-
-def _references(transform: Transform) -> list[str]:
-    if isinstance(transform, Column):
-        return [transform.column]
-    if isinstance(transform, Ratio):
-        return [transform.numerator, transform.denominator]
-    if isinstance(transform, ZScore):
-        return [transform.value, transform.mean, transform.std]
-    return []
 
 
 def _unique(seen: dict[str, str], name: str, where: str) -> None:

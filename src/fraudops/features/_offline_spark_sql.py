@@ -31,19 +31,21 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from ._definitions import (
-    Column,
     Entity,
     FeatureSet,
     FeatureSpec,
+    Op,
+)
+from ._offline_sql import column_value
+from ._transforms import (
+    Column,
     HourOfDay,
     IsNight,
     IsWeekend,
-    Op,
     Ratio,
     Transform,
     ZScore,
 )
-from ._offline_sql import column_value
 from ._windows import Window
 
 _NUMERIC_OPS = frozenset({Op.SUM, Op.MEAN, Op.MIN, Op.MAX, Op.STD, Op.LAST})

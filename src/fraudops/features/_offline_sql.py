@@ -31,14 +31,16 @@ import pyarrow as pa
 from fraudops.core import DefinitionError
 
 from ._definitions import (
-    Column,
     Entity,
     FeatureSet,
     FeatureSpec,
+    Op,
+)
+from ._transforms import (
+    Column,
     HourOfDay,
     IsNight,
     IsWeekend,
-    Op,
     Ratio,
     Transform,
     ZScore,

@@ -46,15 +46,8 @@ from typing import Any
 from fraudops.core import InputError
 
 from ._definitions import (
-    Column,
     FeatureSet,
-    HourOfDay,
-    IsNight,
-    IsWeekend,
     Op,
-    Ratio,
-    Transform,
-    ZScore,
 )
 from ._state import (
     EntityState,
@@ -70,6 +63,15 @@ from ._state import (
     present,
 )
 from ._stores import StateStore
+from ._transforms import (
+    Column,
+    HourOfDay,
+    IsNight,
+    IsWeekend,
+    Ratio,
+    Transform,
+    ZScore,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
