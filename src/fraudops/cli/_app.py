@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -54,7 +55,10 @@ def main() -> None:
     """Entry point: known errors become one line on stderr and exit status 2."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    from . import _data_commands, _features, _quickstart, _simulate  # noqa: F401  (registers)
+    # MLflow logs its database migrations at INFO; the CLI reports what matters itself
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from . import _data_commands, _features, _models, _quickstart, _simulate, _train  # noqa: F401  (registers)
 
     try:
         app()  # standalone: usage errors print themselves and exit 2; typer.Exit exits

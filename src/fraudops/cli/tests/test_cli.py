@@ -30,7 +30,7 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 def _commands() -> list[str]:
     import typer.main
 
-    from fraudops.cli import _data_commands, _features, _quickstart, _simulate  # noqa: F401
+    from fraudops.cli import _data_commands, _features, _models, _quickstart, _simulate, _train  # noqa: F401
 
     group = typer.main.get_command(app)
     return sorted(group.commands)  # type: ignore[attr-defined]
@@ -242,3 +242,27 @@ def test_features_with_a_bad_definition_is_exit_2(tmp_path: Path,
     code, _, err = run(["features", "backfill", "-w", str(ws)], capsys)
     assert code == 2
     assert "'amt' is not a column of transactions" in err
+
+
+def test_train_registers_one_candidate_per_tenant(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    ws = tmp_path / "ws"
+    run(["init", str(ws)], capsys)
+    run(["simulate", "-w", str(ws), "--customers", "200", "--terminals", "400", "--days", "30",
+         "--tenants", "2"], capsys)
+    code, out, err = run(["train", "-w", str(ws), "--train-days", "10", "--validation-days", "5",
+                          "--label-delay-days", "3", "--no-feature-selection"], capsys)
+    assert code == 0, err
+    assert "fraud-tenant_01" in out
+    assert "fraud-tenant_02" in out
+    code, out, _ = run(["models", "list", "-w", str(ws), "--model", "fraud-tenant_02"], capsys)
+    assert code == 0
+    assert "candidate" in out
+
+
+def test_train_without_enough_history_is_exit_2(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    ws = _simulated_workspace(tmp_path, capsys)
+    code, _, err = run(["train", "-w", str(ws)], capsys)
+    assert code == 2
+    assert "shorten train_days" in err
