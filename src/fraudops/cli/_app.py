@@ -56,7 +56,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     # MLflow logs its database migrations at INFO; the CLI reports what matters itself
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     from . import _data_commands, _features, _models, _quickstart, _simulate, _train  # noqa: F401  (registers)
 

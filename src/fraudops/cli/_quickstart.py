@@ -2,7 +2,8 @@
 
 Today: create a workspace, simulate a realistic export, ingest it through its mapping (with the
 quarantine and the reconciliation), compute the starter features offline and prove online
-parity on the first days, profile the events and print what is there. Each later
+parity on the first days, train and register one model per tenant, profile the events and print
+what is there. Each later
 part of fraudops (features, training, the gate, serving, monitoring) adds its step here until
 this command runs the whole loop.
 """
@@ -33,12 +34,14 @@ from fraudops.features import (
     write_backfill,
     write_starter_definitions,
 )
+from fraudops.models import ModelRegistry, TrainingPlan, register_training, train_model
 
 from ._app import app
 from ._console import out, progress_bar
 from ._data_commands import print_ingest_report, print_status, write_profile_report
 from ._features import print_parity
 from ._simulate import build_config, print_simulation, run_simulation
+from ._train import model_name_for, print_training
 
 
 def _fresh_folder(directory: Path, replace: bool) -> None:
@@ -74,7 +77,7 @@ def quickstart(
                                                   " prove parity.")] = 14,
 ) -> None:
     """Run the main job end to end: workspace, simulated export, ingestion, features with a
-    parity proof, profile, status."""
+    parity proof, a registered model per tenant, profile, status."""
     directory = directory.absolute()
     _fresh_folder(directory, replace)
     ws = Workspace.init(directory)
@@ -117,10 +120,22 @@ def quickstart(
                               progress=progress)
     print_parity(parity)
 
-    out.rule("5. profile")
+    out.rule("5. train and register one model per tenant")
+    registry = ModelRegistry(workspace=ws)
+    trained = []
+    for summary in EventStore(ws.events_dir).summary():
+        plan = TrainingPlan(tenant=summary.tenant, random_state=seed)
+        with progress_bar(f"train {summary.tenant}") as progress:
+            result = train_model(EventStore(ws.events_dir), features, plan, features=table,
+                                 progress=progress)
+        version = register_training(registry, result, model_name=model_name_for(summary.tenant))
+        trained.append((summary.tenant, result, version))
+    print_training(ws, trained)
+
+    out.rule("6. profile")
     write_profile_report(ws, tenant=None)
 
-    out.rule("6. what is there")
+    out.rule("7. what is there")
     print_status(ws)
     out.print(f"\nnext: open {ws.reports_dir / 'profile.html'} in a browser, or run"
               f" 'fraudops status -w {ws.root}'")

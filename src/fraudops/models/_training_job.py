@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from fraudops.core import InputError, Progress, null_progress
 from fraudops.events import EventStore
@@ -67,8 +69,13 @@ class TrainingResult:
 
 
 def train_model(store: EventStore, feature_set: FeatureSet, plan: TrainingPlan = TrainingPlan(),
-                *, progress: Progress = null_progress) -> TrainingResult:
-    """Backfill the features, assemble the mature windows, train, calibrate, choose the policy."""
+                *, features: pa.Table | None = None,
+                progress: Progress = null_progress) -> TrainingResult:
+    """Backfill the features, assemble the mature windows, train, calibrate, choose the policy.
+
+    ``features`` is an existing backfill of ``feature_set`` over the store (checked by its
+    definition hash), to avoid computing it again.
+    """
     started = time.perf_counter()
     for name in ("train_days", "validation_days", "label_delay_days"):
         if getattr(plan, name) < (0 if name == "label_delay_days" else 1):
@@ -88,8 +95,11 @@ def train_model(store: EventStore, feature_set: FeatureSet, plan: TrainingPlan =
             f" validation_days ({plan.validation_days}) or label_delay_days"
             f" ({plan.label_delay_days}), or train later")
     progress("features", 0, 3)
-    table = OfflineEngine(store).backfill(feature_set, tenants=tenants, start=train_start,
-                                          end=mature_end, progress=progress)
+    if features is None:
+        table = OfflineEngine(store).backfill(feature_set, tenants=tenants, start=train_start,
+                                              end=mature_end, progress=progress)
+    else:
+        table = _window(features, feature_set, tenants, train_start, mature_end)
     progress("dataset", 1, 3)
     data = build_dataset(store, table, labels_as_of=as_of, tenants=tenants)
     valid_from = np.datetime64(valid_start.astimezone(UTC).replace(tzinfo=None), "us")
@@ -116,6 +126,21 @@ def train_model(store: EventStore, feature_set: FeatureSet, plan: TrainingPlan =
                           (valid_start, mature_end), len(train), len(valid),
                           int(train.y.sum()), int(valid.y.sum()),
                           round(time.perf_counter() - started, 2))
+
+
+def _window(table: pa.Table, feature_set: FeatureSet, tenants: list[str] | None,
+            start: datetime, end: datetime) -> pa.Table:
+    """The rows of an existing backfill inside ``[start, end)`` (and the tenants)."""
+    stored = (table.schema.metadata or {}).get(b"fraudops.definition_hash", b"").decode()
+    if stored and stored != feature_set.definition_hash():
+        raise InputError(f"the given backfill was computed for definition hash {stored}, not"
+                         f" {feature_set.definition_hash()} ({feature_set.name}); backfill again")
+    times = table.column("event_time")
+    mask = pc.and_(pc.greater_equal(times, pa.scalar(start, times.type)),
+                   pc.less(times, pa.scalar(end, times.type)))
+    if tenants is not None:
+        mask = pc.and_(mask, pc.is_in(table.column("tenant"), pa.array(tenants, pa.string())))
+    return table.filter(mask)
 
 
 def _event_span(store: EventStore, tenant: str | None) -> tuple[datetime, datetime]:
