@@ -56,6 +56,13 @@ def _fresh_folder(directory: Path, replace: bool) -> None:
         raise WorkspaceError(f"{directory} exists and is not empty; choose a new folder")
 
 
+def _windows(days: int) -> tuple[int, int, int]:
+    """Label delay, validation and training days that fit the simulated period (1 week, 1 week
+    and 4 weeks when it is long enough)."""
+    delay = validation = min(7, days // 4)
+    return delay, validation, max(1, min(28, days - delay - validation - 1))
+
+
 @app.command()
 def quickstart(
     directory: Annotated[Path, typer.Argument(help="Folder for the new workspace.")] =
@@ -124,7 +131,9 @@ def quickstart(
     registry = ModelRegistry(workspace=ws)
     trained = []
     for summary in EventStore(ws.events_dir).summary():
-        plan = TrainingPlan(tenant=summary.tenant, random_state=seed)
+        delay, validation, history = _windows(days)
+        plan = TrainingPlan(tenant=summary.tenant, random_state=seed, label_delay_days=delay,
+                            validation_days=validation, train_days=history)
         with progress_bar(f"train {summary.tenant}") as progress:
             result = train_model(EventStore(ws.events_dir), features, plan, features=table,
                                  progress=progress)

@@ -130,10 +130,37 @@ def make_client(uri: str) -> MlflowClient:
     check_reachable(uri)
     from mlflow.tracking import MlflowClient
 
+    database = _sqlite_file(uri)
+    if database is not None and not database.exists():
+        _forget_cached_stores(uri)
+
     with mlflow_errors(f"registry store {redact(uri)}"):
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         client.search_experiments(max_results=1)  # opens (and if new, migrates) the store now
     return client
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def _forget_cached_stores(uri: str) -> None:
+    """MLflow caches one store and one database engine per URI for the process; a new
+    database at a URI used before (a workspace deleted and created again) needs fresh ones."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    registry = registry_utils._get_store_registry()  # type: ignore[no-untyped-call]
+    for store_registry in (tracking_utils._tracking_store_registry, registry):
+        cached = getattr(store_registry._get_store_with_resolved_uri, "cache_clear", None)
+        if cached is not None:
+            cached()
+    for store in (TrackingStore, RegistryStore):
+        engine = store._engine_map.pop(uri, None)
+        if engine is not None:
+            engine.dispose()
 
 
 @contextmanager
