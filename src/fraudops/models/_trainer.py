@@ -82,8 +82,9 @@ class FraudTrainer:
     validation_days : float, default=7
         When ``fit`` gets no ``valid``, the last ``validation_days`` days of ``train`` become
         the validation window (early stopping, calibration) and the model learns on the rest.
-    calibration : {"isotonic", "sigmoid"} or None, default="isotonic"
-        Map fitted on the validation window from the raw score to a probability.
+    calibration : {"sigmoid", "isotonic"} or None, default="sigmoid"
+        Map fitted on the validation window from the raw score to a probability; sigmoid keeps
+        the ranking (isotonic's flat steps create ties that lower AP).
     feature_selection : bool, default=False
         Select features first (:func:`select_features`) on the same train/validation split.
     negative_sample_rate : float, default=1.0
@@ -130,7 +131,7 @@ class FraudTrainer:
         num_boost_round: int = 2000,
         early_stopping_rounds: int = 100,
         validation_days: float = 7,
-        calibration: str | None = "isotonic",
+        calibration: str | None = "sigmoid",
         feature_selection: bool = False,
         negative_sample_rate: float = 1.0,
         num_threads: int | None = None,
