@@ -29,6 +29,7 @@ from fraudops.features import FeatureSet, OfflineEngine
 from ._artifact import TrainedModel
 from ._dataset import Dataset, build_dataset
 from ._metrics import Metrics, evaluate
+from ._plots import write_training_plots
 from ._policy import ActionPolicy, choose_policy
 from ._registry import ModelRegistry, RegistryError, RegistryUnavailable, VersionInfo
 from ._trainer import FraudTrainer
@@ -66,6 +67,8 @@ class TrainingResult:
     train_frauds: int
     validation_frauds: int
     seconds: float
+    validation_y: np.ndarray
+    validation_probability: np.ndarray
 
 
 def train_model(store: EventStore, feature_set: FeatureSet, plan: TrainingPlan = TrainingPlan(),
@@ -125,7 +128,7 @@ def train_model(store: EventStore, feature_set: FeatureSet, plan: TrainingPlan =
     return TrainingResult(model, metrics, policy, plan, as_of, (train_start, valid_start),
                           (valid_start, mature_end), len(train), len(valid),
                           int(train.y.sum()), int(valid.y.sum()),
-                          round(time.perf_counter() - started, 2))
+                          round(time.perf_counter() - started, 2), valid.y, probability)
 
 
 def _window(table: pa.Table, feature_set: FeatureSet, tenants: list[str] | None,
@@ -187,6 +190,8 @@ def register_training(registry: ModelRegistry, result: TrainingResult, *,
         parent = None
     with tempfile.TemporaryDirectory(prefix="fraudops-model-") as folder:
         artifact = result.model.save(Path(folder) / "model")
+        plots = write_training_plots(Path(folder) / "plots", result.validation_y,
+                                     result.validation_probability, result.model.importances)
         params = {**{f"plan.{k}": v for k, v in asdict(result.plan).items()},
                   **{f"model.{k}": v for k, v in result.model.params.items()},
                   "labels_as_of": result.labels_as_of.isoformat(),
@@ -200,7 +205,7 @@ def register_training(registry: ModelRegistry, result: TrainingResult, *,
             definition_hash=result.model.definition_hash,
             data_fingerprint=result.model.data_fingerprint,
             features=result.model.feature_names,
-            parent_version=parent)
+            parent_version=parent, plots=plots)
     version = registry.register(run.run_id, model_name=name)
     if role is not None:
         registry.set_role(version.version, role, model_name=name)

@@ -96,3 +96,17 @@ def test_registered_version_loads_and_predicts_the_same(result, workspace: Works
                                     if (p / "manifest.json").exists()))
     x = np.zeros((3, len(loaded.feature_names)))
     assert np.array_equal(loaded.predict_proba(x), result.model.predict_proba(x))
+
+
+def test_training_plots_are_self_contained_svg(result, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from xml.etree import ElementTree
+
+    from fraudops.models._plots import write_training_plots
+
+    plots = write_training_plots(tmp_path, result.validation_y, result.validation_probability,
+                                 result.model.importances)
+    assert set(plots) == {"precision_recall.svg", "reliability.svg", "importances.svg"}
+    for path in plots.values():
+        text = path.read_text()
+        ElementTree.fromstring(text)  # well-formed
+        assert "http" not in text.replace("http://www.w3.org/2000/svg", "")
