@@ -43,7 +43,7 @@ from ._transforms import (
     IsWeekend,
     Ratio,
     Transform,
-    ZScore,
+    references,
 )
 from ._windows import Window
 
@@ -104,19 +104,9 @@ def transform_columns(features: FeatureSet) -> set[str]:
     known = {spec.name for spec in features.aggregations}
     out: set[str] = set()
     for transform in features.transforms:
-        out.update(r for r in transform_inputs(transform) if r not in known)
+        out.update(r for r in references(transform) if r not in known)
         known.add(transform.output)
     return {"amount_cents" if c == "amount" else c for c in out}
-
-
-def transform_inputs(transform: Transform) -> list[str]:
-    if isinstance(transform, Column):
-        return [transform.column]
-    if isinstance(transform, Ratio):
-        return [transform.numerator, transform.denominator]
-    if isinstance(transform, ZScore):
-        return [transform.value, transform.mean, transform.std]
-    return []
 
 
 def label_lags(features: FeatureSet) -> list[tuple[Entity, int]]:
