@@ -87,15 +87,16 @@ def importances_svg(importances: Mapping[str, float], top: int = 20) -> str:
 
 def write_training_plots(folder: Path, y: np.ndarray, probability: np.ndarray,
                          importances: Mapping[str, float]) -> dict[str, Path]:
-    """Write the three plots into ``folder``; returns them by name, as the registry logs them."""
+    """Write the three plots into ``folder``; returns their paths by name (no extension), as
+    the registry logs them."""
     folder.mkdir(parents=True, exist_ok=True)
-    plots = {"precision_recall.svg": precision_recall_svg(y, probability),
-             "reliability.svg": reliability_svg(y, probability)}
+    plots = {"precision_recall": precision_recall_svg(y, probability),
+             "reliability": reliability_svg(y, probability)}
     if importances:
-        plots["importances.svg"] = importances_svg(importances)
+        plots["importances"] = importances_svg(importances)
     paths = {}
     for name, svg in plots.items():
-        path = folder / name
+        path = folder / f"{name}.svg"
         path.write_text(svg)
         paths[name] = path
     return paths

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 
 from fraudops.core import InputError, Progress, null_progress
 from fraudops.events import EventStore
@@ -28,7 +29,7 @@ from fraudops.features import FeatureSet, OfflineEngine
 
 from ._artifact import TrainedModel
 from ._dataset import Dataset, build_dataset
-from ._metrics import Metrics, evaluate
+from ._metrics import Metrics, error_analysis, evaluate
 from ._plots import write_training_plots
 from ._policy import ActionPolicy, choose_policy
 from ._registry import ModelRegistry, RegistryError, RegistryUnavailable, VersionInfo
@@ -67,8 +68,12 @@ class TrainingResult:
     train_frauds: int
     validation_frauds: int
     seconds: float
-    validation_y: np.ndarray
+    validation: Dataset
     validation_probability: np.ndarray
+
+    @property
+    def validation_y(self) -> np.ndarray:
+        return self.validation.y
 
 
 def train_model(store: EventStore, feature_set: FeatureSet, plan: TrainingPlan = TrainingPlan(),
@@ -128,7 +133,7 @@ def train_model(store: EventStore, feature_set: FeatureSet, plan: TrainingPlan =
     return TrainingResult(model, metrics, policy, plan, as_of, (train_start, valid_start),
                           (valid_start, mature_end), len(train), len(valid),
                           int(train.y.sum()), int(valid.y.sum()),
-                          round(time.perf_counter() - started, 2), valid.y, probability)
+                          round(time.perf_counter() - started, 2), valid, probability)
 
 
 def _window(table: pa.Table, feature_set: FeatureSet, tenants: list[str] | None,
@@ -176,7 +181,8 @@ def _check_windows(train: Dataset, valid: Dataset, plan: TrainingPlan) -> None:
 def register_training(registry: ModelRegistry, result: TrainingResult, *,
                       role: str | None = "candidate", model_name: str | None = None
                       ) -> VersionInfo:
-    """Log the run (params, metrics, features, lineage, the artifact) and register a version.
+    """Log the run (params, metrics, features, lineage, plots, the top false positives and
+    negatives, the artifact) and register a version.
 
     ``role`` is given to the new version (``candidate`` by default; ``None`` for none). The
     version that is ``live`` when the run is logged is recorded as its parent.
@@ -192,6 +198,12 @@ def register_training(registry: ModelRegistry, result: TrainingResult, *,
         artifact = result.model.save(Path(folder) / "model")
         plots = write_training_plots(Path(folder) / "plots", result.validation_y,
                                      result.validation_probability, result.model.importances)
+        threshold = result.policy.review_threshold
+        mistakes = error_analysis(result.validation.select(result.model.feature_names),
+                                  result.validation_probability,
+                                  threshold=0.5 if threshold is None else threshold)
+        plots["error_analysis"] = Path(folder) / "plots" / "error_analysis.csv"
+        pcsv.write_csv(mistakes, plots["error_analysis"])
         params = {**{f"plan.{k}": v for k, v in asdict(result.plan).items()},
                   **{f"model.{k}": v for k, v in result.model.params.items()},
                   "labels_as_of": result.labels_as_of.isoformat(),

@@ -105,7 +105,7 @@ def test_training_plots_are_self_contained_svg(result, tmp_path: Path) -> None: 
 
     plots = write_training_plots(tmp_path, result.validation_y, result.validation_probability,
                                  result.model.importances)
-    assert set(plots) == {"precision_recall.svg", "reliability.svg", "importances.svg"}
+    assert set(plots) == {"precision_recall", "reliability", "importances"}
     for path in plots.values():
         text = path.read_text()
         ElementTree.fromstring(text)  # well-formed
