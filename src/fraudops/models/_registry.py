@@ -255,6 +255,15 @@ class ModelRegistry:
             self._client.set_registered_model_alias(name, role, str(version))
         return previous
 
+    def set_version_tags(self, version: int, tags: Mapping[str, str], *,
+                         model_name: str | None = None) -> None:
+        """Record facts about a version (a gate verdict, its report) as version tags."""
+        name = _check_name(model_name or self.model_name)
+        self._model_version(name, version)
+        with mlflow_errors(f"model {name!r} version {version}"):
+            for key, value in tags.items():
+                self._client.set_model_version_tag(name, str(version), key, str(value))
+
     def clear_role(self, role: str, *, model_name: str | None = None) -> int | None:
         """Take ``role`` away from whichever version holds it; return that version, if any."""
         name = _check_name(model_name or self.model_name)

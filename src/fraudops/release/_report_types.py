@@ -5,7 +5,7 @@ Frozen data only, shared by the checks (which fill them) and the reports (which 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import pyarrow as pa
@@ -49,9 +49,13 @@ class GateReport:
         return [c for c in self.checks if c.blocking and not c.passed]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (the score-diff table is summarised: its row count and top rows)."""
-        data = asdict(self)
-        data.pop("score_diffs")
+        """Plain values (the score-diff table is summarised: its row count and top rows).
+
+        Built field by field: ``asdict`` would deep-copy the whole score-diff table first.
+        """
+        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)
+                                if f.name not in ("checks", "score_diffs")}
+        data["checks"] = [asdict(check) for check in self.checks]
         data["passed"] = self.passed
         data["failures"] = [c.name for c in self.failures]
         data["score_diffs"] = {"rows": self.score_diffs.num_rows,

@@ -30,7 +30,7 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 def _commands() -> list[str]:
     import typer.main
 
-    from fraudops.cli import _data_commands, _features, _models, _quickstart, _simulate, _train  # noqa: F401
+    from fraudops.cli import _data_commands, _features, _gate, _models, _quickstart, _simulate, _train  # noqa: F401
 
     group = typer.main.get_command(app)
     return sorted(group.commands)  # type: ignore[attr-defined]
