@@ -2,8 +2,8 @@
 
 Today: create a workspace, simulate a realistic export, ingest it through its mapping (with the
 quarantine and the reconciliation), compute the starter features offline and prove online
-parity on the first days, train and register one model per tenant, profile the events and print
-what is there. Each later
+parity on the first days, train and register one model per tenant, gate each against the
+base-rate baseline (a passing one becomes live), profile the events and print what is there. Each later
 part of fraudops (features, training, the gate, serving, monitoring) adds its step here until
 this command runs the whole loop.
 """
@@ -35,11 +35,13 @@ from fraudops.features import (
     write_starter_definitions,
 )
 from fraudops.models import ModelRegistry, TrainingPlan, register_training, train_model
+from fraudops.release import GateConfig, gate_and_record, run_gate, write_gate_report
 
 from ._app import app
 from ._console import out, progress_bar
 from ._data_commands import print_ingest_report, print_status, write_profile_report
 from ._features import print_parity
+from ._gate import print_gate
 from ._simulate import build_config, print_simulation, run_simulation
 from ._train import model_name_for, print_training
 
@@ -130,10 +132,13 @@ def quickstart(
     out.rule("5. train and register one model per tenant")
     registry = ModelRegistry(workspace=ws)
     trained = []
+    delay, validation, history = _windows(days)
     for summary in EventStore(ws.events_dir).summary():
-        delay, validation, history = _windows(days)
+        # trained a week before the newest event, so the gate judges it on a later week
+        assert summary.last_event is not None
         plan = TrainingPlan(tenant=summary.tenant, random_state=seed, label_delay_days=delay,
-                            validation_days=validation, train_days=history)
+                            validation_days=validation, train_days=history - validation,
+                            as_of=summary.last_event - timedelta(days=validation))
         with progress_bar(f"train {summary.tenant}") as progress:
             result = train_model(EventStore(ws.events_dir), features, plan, features=table,
                                  progress=progress)
@@ -141,10 +146,31 @@ def quickstart(
         trained.append((summary.tenant, result, version))
     print_training(ws, trained)
 
-    out.rule("6. profile")
+    out.rule("6. release gate: each candidate against the base-rate baseline")
+    gates_passed = True
+    for tenant, result, version in trained:
+        verdict = run_gate(EventStore(ws.events_dir), features, result.model, None,
+                          config=GateConfig(window_days=validation, label_delay_days=delay,
+                                            backtest_weeks=2),
+                          tenant=tenant, features=table,
+                          candidate_name=f"{version.model_name} v{version.version}",
+                          live_name="base-rate baseline")
+        files = write_gate_report(verdict, ws.reports_dir / f"gate-{version.model_name}"
+                                                            f"-v{version.version}")
+        # no model is live yet: a candidate that beats the baseline becomes the first live one
+        decision = gate_and_record(registry, candidate_version=version.version,
+                                   model_name=version.model_name, report=verdict,
+                                   promote_to="live", report_uri=str(files.html))
+        print_gate(verdict, files, decision)
+        gates_passed = gates_passed and verdict.passed
+    if not gates_passed:
+        out.print("[yellow]a candidate did not pass its gate: it stays a candidate; read its"
+                  " report for why[/yellow]")
+
+    out.rule("7. profile")
     write_profile_report(ws, tenant=None)
 
-    out.rule("7. what is there")
+    out.rule("8. what is there")
     print_status(ws)
     out.print(f"\nnext: open {ws.reports_dir / 'profile.html'} in a browser, or run"
               f" 'fraudops status -w {ws.root}'")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -48,6 +48,9 @@ class TrainingPlan:
     tenant: str | None = None
     feature_selection: bool = True
     review_capacity_per_day: float = 100.0
+    #: the REVIEW threshold is chosen for this share of the capacity: volume on later weeks
+    #: varies, and the release gate refuses a model that overruns the capacity by 10 %
+    review_headroom: float = 0.9
     prevent_precision: float | None = 0.9
     random_state: int = 0
 
@@ -85,6 +88,9 @@ def train_model(store: EventStore, feature_set: FeatureSet, plan: TrainingPlan =
     definition hash), to avoid computing it again.
     """
     started = time.perf_counter()
+    if not 0 < plan.review_headroom <= 1:
+        raise ValueError("The 'review_headroom' parameter of TrainingPlan must be in (0, 1];"
+                         f" got {plan.review_headroom!r}")
     for name in ("train_days", "validation_days", "label_delay_days"):
         if getattr(plan, name) < (0 if name == "label_delay_days" else 1):
             raise ValueError(f"The {name!r} parameter of TrainingPlan must be a positive number of"
@@ -123,8 +129,13 @@ def train_model(store: EventStore, feature_set: FeatureSet, plan: TrainingPlan =
                              definition_hash=feature_set.definition_hash())
     probability = draft.predict_proba(valid.select(kept).X)
     policy = choose_policy(valid.y, probability, valid.event_time,
-                           review_capacity_per_day=plan.review_capacity_per_day,
+                           review_capacity_per_day=plan.review_capacity_per_day
+                           * plan.review_headroom,
                            prevent_precision=plan.prevent_precision)
+    # the policy records the team's real capacity (what the gate holds it to) and the headroom
+    policy = replace(policy, constraints={
+        **policy.constraints, "review_capacity_per_day": plan.review_capacity_per_day,
+        "review_headroom": plan.review_headroom})
     metrics = evaluate(valid, probability, threshold=policy.review_threshold)
     model = trainer.to_model(feature_set_name=feature_set.name,
                              definition_hash=feature_set.definition_hash(), policy=policy,

@@ -57,9 +57,9 @@ def test_model_carries_policy_metrics_and_definition_hash(result, features: Feat
     assert model.metrics["overall"]["n_events"] == result.validation_rows
 
 
-def test_review_volume_respects_the_capacity(result, workspace: Workspace) -> None:  # type: ignore[no-untyped-def]
+def test_review_volume_keeps_headroom_below_the_capacity(result, workspace: Workspace) -> None:  # type: ignore[no-untyped-def]
     reviews = result.policy.constraints["reviews_per_day"]
-    assert reviews <= 20
+    assert reviews <= 20 * 0.9
 
 
 def test_labels_after_training_time_are_not_read(workspace: Workspace,
