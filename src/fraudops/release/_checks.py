@@ -99,6 +99,11 @@ def check_average_precision(w: ScoredWindow, config: GateConfig) -> CheckResult:
     improve = config.require_improvement or w.live_is_baseline
     passed, verdict = _ci_verdict(result, config.ap_tolerance, improve)
     cand, live = fast_average_precision(w.y, w.candidate), fast_average_precision(w.y, w.live)
+    if w.live_is_baseline and passed and cand < config.min_ap_lift_over_baseline * live:
+        passed = False
+        verdict += (f", but AP is only {cand / max(live, 1e-12):.1f}× the baseline's; at least"
+                    f" {config.min_ap_lift_over_baseline:g}× is required to tell a model from"
+                    " noise (min_ap_lift_over_baseline)")
     return CheckResult(
         name="pr_auc", title=f"PR-AUC not worse than {_other(w)} beyond noise"
         + (" (improvement required)" if improve else ""),
@@ -106,7 +111,8 @@ def check_average_precision(w: ScoredWindow, config: GateConfig) -> CheckResult:
         detail=f"candidate AP {fmt(cand)} vs {_other(w)} {fmt(live)}: {fmt(result.estimate)}, "
                f"{verdict}.",
         figures={"candidate_ap": cand, "live_ap": live, "bootstrap": asdict(result),
-                 "require_improvement": improve})
+                 "require_improvement": improve,
+                 "lift_over_baseline": cand / max(live, 1e-12) if w.live_is_baseline else None})
 
 
 def check_card_precision(w: ScoredWindow, config: GateConfig, k: int) -> CheckResult:

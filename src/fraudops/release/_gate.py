@@ -60,6 +60,11 @@ class GateConfig:
     Card Precision's k; ``None`` scales it to 2 % of the cards seen per day (1 … 100).
     ``review_capacity_per_day``: ``None`` takes the capacity the candidate's policy was chosen
     for. ``min_backtest_wins``: ``None`` means ``backtest_weeks − 1``.
+    ``min_ap_lift_over_baseline``: against the base-rate baseline, the candidate's AP must also
+    be at least this many times the baseline's (the fraud rate). Beating a constant "beyond
+    noise" is not enough: on the handbook data a LightGBM trained on permuted labels reached
+    1.7–4× the base rate (its label-aware features still carry signal in random directions);
+    a working fraud model is typically 10–100×.
     """
 
     window_days: int = 7
@@ -69,6 +74,7 @@ class GateConfig:
     confidence: float = 0.95
     ap_tolerance: float = 0.0
     cp_tolerance: float = 0.0
+    min_ap_lift_over_baseline: float = 5.0
     require_improvement: bool = False
     card_k: int | None = None
     min_prevented_recall: float = 0.95
@@ -107,6 +113,7 @@ class GateConfig:
                                         or math.isnan(value)):
                 self._fail(f.name, "a number", value)
         for name in (*positive_int, "card_k", "latency_budget_us", "review_capacity_per_day",
+                     "min_ap_lift_over_baseline",
                      "max_review_over_capacity", "clean_load_timeout_s", "max_score_psi"):
             if (value := getattr(self, name)) is not None and not value > 0:
                 self._fail(name, "> 0", value)

@@ -127,3 +127,20 @@ def test_importance_rank_warns_without_shared_features() -> None:
     result = check_importance_rank({"a": 1.0}, {"b": 1.0}, BASE)
     assert result.passed
     assert not result.blocking
+
+
+def test_beating_the_baseline_by_a_small_factor_is_not_enough() -> None:
+    """A model barely above the base rate (here about 2x) is refused as noise."""
+    rng = np.random.default_rng(4)
+    n = len(W.y)
+    weak = np.clip(0.05 + 0.01 * W.y + rng.normal(0, 0.05, n), 0.0, 1.0)
+    window = dataclasses.replace(W, candidate=weak, live=np.full(n, 0.05), live_is_baseline=True,
+                                 candidate_actions=W.candidate_actions,
+                                 live_actions=W.live_actions)
+    result = check_average_precision(window, dataclasses.replace(BASE, n_bootstrap=100))
+    assert not result.passed
+    assert "min_ap_lift_over_baseline" in result.detail
+    assert result.figures["lift_over_baseline"] < 5
+    lenient = check_average_precision(window, dataclasses.replace(
+        BASE, n_bootstrap=100, min_ap_lift_over_baseline=1.01))
+    assert lenient.passed == (lenient.figures["bootstrap"]["low"] > 0)
