@@ -184,9 +184,11 @@ def run_gate(store: EventStore, feature_set: FeatureSet, candidate: TrainedModel
     mature_end = as_of - timedelta(days=config.label_delay_days)
     gate_start = mature_end - timedelta(days=config.window_days)
     history_start = min(gate_start, mature_end - timedelta(weeks=config.backtest_weeks))
+    reference = _validation_window(candidate)
+    load_start = history_start if reference is None else min(history_start, reference[0])
     names = _feature_union(feature_set, candidate, live)
     tenants = None if tenant is None else [tenant]
-    table = _features(store, feature_set, features, tenants, history_start, as_of + _ONE_US)
+    table = _features(store, feature_set, features, tenants, load_start, as_of + _ONE_US)
     data = build_dataset(store, table, feature_names=names, labels_as_of=as_of, tenants=tenants)
     p_cand = candidate.predict_proba(data.select(candidate.feature_names).X)
     t = data.event_time
@@ -207,7 +209,8 @@ def run_gate(store: EventStore, feature_set: FeatureSet, candidate: TrainedModel
     gate = data.subset(in_gate)
     window = _scored(gate, p_cand[in_gate], p_live[in_gate], candidate, live)
     checks = _quality_checks(window, data, p_cand, p_live, candidate, live, config,
-                             mature_end=mature_end, as_of=as_of, history_start=history_start)
+                             mature_end=mature_end, as_of=as_of, history_start=history_start,
+                             reference=reference)
     progress("integrity", 2, 4)
     checks += integrity_checks(candidate, feature_set, config, candidate_dir,
                                 gate.select(candidate.feature_names).X)
@@ -223,8 +226,8 @@ def run_gate(store: EventStore, feature_set: FeatureSet, candidate: TrainedModel
 
 def _quality_checks(window: ScoredWindow, data: Dataset, p_cand: np.ndarray, p_live: np.ndarray,
                     candidate: TrainedModel, live: TrainedModel | None, config: GateConfig, *,
-                    mature_end: datetime, as_of: datetime,
-                    history_start: datetime) -> list[CheckResult]:
+                    mature_end: datetime, as_of: datetime, history_start: datetime,
+                    reference: tuple[datetime, datetime] | None) -> list[CheckResult]:
     t = data.event_time
     days = window.event_time.astype("datetime64[D]")
     cards_per_day = np.mean([len(np.unique(window.card_id[days == d])) for d in np.unique(days)])
@@ -232,7 +235,10 @@ def _quality_checks(window: ScoredWindow, data: Dataset, p_cand: np.ndarray, p_l
     policy = candidate.policy or {}
     capacity = config.review_capacity_per_day or float(
         (policy.get("constraints") or {}).get("review_capacity_per_day") or 100.0)
-    in_history = (t >= _np(history_start)) & (t < _np(mature_end))
+    # score drift against the period the candidate was validated on (its artifact says which);
+    # an older artifact without it: the backtest weeks
+    start, end = reference or (history_start, mature_end)
+    in_history = (t >= _np(start)) & (t < _np(end))
     latest = (t >= _np(as_of - timedelta(days=7))) & (t <= _np(as_of))
     in_backtest = t >= _np(mature_end - timedelta(weeks=config.backtest_weeks))
     weeks = weekly_backtest(t[in_backtest], data.y[in_backtest], p_cand[in_backtest],
@@ -252,6 +258,15 @@ def _quality_checks(window: ScoredWindow, data: Dataset, p_cand: np.ndarray, p_l
         check_backtest(weeks, config),
         check_latency(candidate, rows, config),
     ]
+
+
+def _validation_window(model: TrainedModel) -> tuple[datetime, datetime] | None:
+    """The validation window a model's artifact records (``fraudops train`` writes it)."""
+    window = model.params.get("validation_window")
+    if not (isinstance(window, list | tuple) and len(window) == 2):
+        return None
+    start, end = (datetime.fromisoformat(str(v)) for v in window)
+    return start, end
 
 
 def _scored(gate: Dataset, p_cand: np.ndarray, p_live: np.ndarray, candidate: TrainedModel,
