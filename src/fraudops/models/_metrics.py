@@ -95,6 +95,38 @@ def expected_calibration_error(y: Any, probability: Any, bins: int = 10) -> floa
     return float(gap.sum() / y_arr.size)
 
 
+def daily_card_precision(event_time: Any, card_id: Any, y: Any, probability: Any,
+                         k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The UTC days and each day's Card Precision@k, in the handbook's procedure.
+
+    Their mean is :func:`card_precision_at_k`: per day in order, cards detected
+    on earlier days are dropped, each card gets its day's maximum score and label, the top
+    ``k`` cards (ties: smaller ``card_id``) are checked, and their frauds join the detected set.
+    """
+    days = np.asarray(event_time).astype("datetime64[D]")
+    cards = np.asarray(card_id, dtype=object)
+    y_arr = np.asarray(y, dtype=np.int8)
+    p = np.asarray(probability, dtype=np.float64)
+    detected: set[Any] = set()
+    unique_days = np.unique(days)
+    precisions = np.empty(len(unique_days))
+    for i, day in enumerate(unique_days):
+        today = days == day
+        names, code = np.unique(cards[today], return_inverse=True)
+        code = code.reshape(-1)
+        top_score = np.full(len(names), -np.inf)
+        np.maximum.at(top_score, code, p[today])
+        top_label = np.zeros(len(names), dtype=np.int8)
+        np.maximum.at(top_label, code, y_arr[today])
+        alive = np.fromiter((n not in detected for n in names), dtype=bool, count=len(names))
+        candidates = np.flatnonzero(alive)
+        chosen = candidates[np.argsort(-top_score[candidates], kind="stable")][:k]
+        hits = chosen[top_label[chosen] == 1]
+        precisions[i] = len(hits) / k
+        detected.update(names[hits].tolist())
+    return unique_days, precisions
+
+
 def card_precision_at_k(event_time: Any, card_id: Any, y: Any, probability: Any,
                         k: int = 100) -> float:
     """Card Precision@k, the handbook's daily metric for a team that can check k cards a day.
@@ -117,24 +149,7 @@ def card_precision_at_k(event_time: Any, card_id: Any, y: Any, probability: Any,
                          "have one length")
     if not y_arr.size:
         return math.nan
-    days = times.astype("datetime64[D]")
-    detected: set[Any] = set()
-    precisions = []
-    for day in np.unique(days):
-        today = days == day
-        names, code = np.unique(cards[today], return_inverse=True)
-        code = code.reshape(-1)
-        top_score = np.full(len(names), -np.inf)
-        np.maximum.at(top_score, code, p_arr[today])
-        top_label = np.zeros(len(names), dtype=np.int8)
-        np.maximum.at(top_label, code, y_arr[today])
-        alive = np.fromiter((n not in detected for n in names), dtype=bool, count=len(names))
-        candidates = np.flatnonzero(alive)
-        # highest score first; np.unique sorted the names, so a stable sort breaks ties by name
-        order = candidates[np.argsort(-top_score[candidates], kind="stable")][:k]
-        hits = order[top_label[order] == 1]
-        precisions.append(len(hits) / k)
-        detected.update(names[hits].tolist())
+    _, precisions = daily_card_precision(times, cards, y_arr, p_arr, k)
     return float(np.mean(precisions))
 
 

@@ -61,38 +61,6 @@ def fast_average_precision(y: np.ndarray, probability: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def daily_card_precision(event_time: Any, card_id: Any, y: Any, probability: Any,
-                         k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The UTC days and each day's Card Precision@k, in the handbook's procedure.
-
-    Their mean is :func:`fraudops.models.card_precision_at_k`: per day in order, cards detected
-    on earlier days are dropped, each card gets its day's maximum score and label, the top
-    ``k`` cards (ties: smaller ``card_id``) are checked, and their frauds join the detected set.
-    """
-    days = np.asarray(event_time).astype("datetime64[D]")
-    cards = np.asarray(card_id, dtype=object)
-    y_arr = np.asarray(y, dtype=np.int8)
-    p = np.asarray(probability, dtype=np.float64)
-    detected: set[Any] = set()
-    unique_days = np.unique(days)
-    precisions = np.empty(len(unique_days))
-    for i, day in enumerate(unique_days):
-        today = days == day
-        names, code = np.unique(cards[today], return_inverse=True)
-        code = code.reshape(-1)
-        top_score = np.full(len(names), -np.inf)
-        np.maximum.at(top_score, code, p[today])
-        top_label = np.zeros(len(names), dtype=np.int8)
-        np.maximum.at(top_label, code, y_arr[today])
-        alive = np.fromiter((n not in detected for n in names), dtype=bool, count=len(names))
-        candidates = np.flatnonzero(alive)
-        chosen = candidates[np.argsort(-top_score[candidates], kind="stable")][:k]
-        hits = chosen[top_label[chosen] == 1]
-        precisions[i] = len(hits) / k
-        detected.update(names[hits].tolist())
-    return unique_days, precisions
-
-
 def _check(n_bootstrap: int, confidence: float) -> None:
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 1:
         raise ValueError(f"The 'n_bootstrap' parameter must be an integer >= 1; got {n_bootstrap!r}")

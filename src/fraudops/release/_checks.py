@@ -25,14 +25,13 @@ from scipy.stats import spearmanr
 
 from fraudops.core import DefinitionError
 from fraudops.features import FeatureSet
-from fraudops.models import TrainedModel, expected_calibration_error
+from fraudops.models import TrainedModel, daily_card_precision, expected_calibration_error
 
 from ._backtest import BacktestWeek
 from ._bootstrap import (
     BootstrapResult,
     bootstrap_ap_difference,
     bootstrap_mean_difference,
-    daily_card_precision,
     fast_average_precision,
 )
 from ._drift import population_stability_index

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from fraudops.models import card_precision_at_k
+from fraudops.models import card_precision_at_k, daily_card_precision
 from fraudops.release._bootstrap import (
     bootstrap_ap_difference,
     bootstrap_mean_difference,
-    daily_card_precision,
     fast_average_precision,
 )
 
