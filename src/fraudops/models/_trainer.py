@@ -361,6 +361,9 @@ class FraudTrainer:
         params = dict(self.params_)
         if self.selection_ is not None:
             params["selection"] = self.selection_.to_dict()
+        # the period the model was validated on: the release gate's drift reference and age
+        start, end = self.validation_window_
+        params["validation_window"] = [_utc_iso(start), _utc_iso(end)]
         return TrainedModel(
             kind="lightgbm" if self.booster_ is not None else "logistic",
             model=model, feature_names=self.feature_names_, calibrator=self.calibrator_,
@@ -373,6 +376,12 @@ class FraudTrainer:
 
 
 Sample = tuple[npt.NDArray[np.float64], npt.NDArray[np.int8], npt.NDArray[np.float64] | None]
+
+
+def _utc_iso(moment: Any) -> str:
+    """A numpy datetime64 (naive UTC) as an ISO timestamp with its UTC offset."""
+    text = np.datetime_as_string(np.datetime64(moment, "us"), unit="us")
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).isoformat()
 
 
 def _negative_sample(x: npt.NDArray[np.float64], y: npt.ArrayLike, rate: float, seed: int) -> Sample:

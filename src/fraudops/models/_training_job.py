@@ -140,10 +140,9 @@ def train_model(store: EventStore, feature_set: FeatureSet, plan: TrainingPlan =
     model = trainer.to_model(feature_set_name=feature_set.name,
                              definition_hash=feature_set.definition_hash(), policy=policy,
                              metrics=metrics.to_dict())
-    # the periods the model knows: the release gate measures score drift against them
+    # the period the model learned from and when its labels were read (its lineage)
     model = replace(model, params={
         **model.params, "train_window": [train_start.isoformat(), valid_start.isoformat()],
-        "validation_window": [valid_start.isoformat(), mature_end.isoformat()],
         "labels_as_of": as_of.isoformat()})
     progress("done", 3, 3)
     return TrainingResult(model, metrics, policy, plan, as_of, (train_start, valid_start),

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -242,6 +242,31 @@ def check_score_psi(reference: np.ndarray, recent: np.ndarray, config: GateConfi
         f"{'within' if passed else 'above'} {fmt(config.max_score_psi, 2)}.",
         {"reference_events": int(reference.size), "recent_events": int(recent.size),
          "reference_mean": float(reference.mean()), "recent_mean": float(recent.mean())})
+
+
+def check_training_age(candidate: TrainedModel, gate_start: datetime,
+                       config: GateConfig) -> CheckResult:
+    """How old the candidate's newest training data is at the start of the gate window.
+
+    Fraud patterns move within weeks; a model whose data ended long before the window it is
+    judged on can look fine on a stationary stretch and still miss what changed since.
+    """
+    title = "Trained on recent data"
+    window = candidate.params.get("validation_window")
+    if not (isinstance(window, list | tuple) and len(window) == 2):
+        return CheckResult("training_age", title, True, None, config.max_training_age_days,
+                           "the artifact does not record the period it was trained on: age"
+                           " not checked.", {}, blocking=False)
+    data_end = datetime.fromisoformat(str(window[1]))
+    age = (gate_start - data_end).total_seconds() / 86_400
+    passed = age <= config.max_training_age_days
+    return CheckResult(
+        "training_age", title, passed, age, config.max_training_age_days,
+        f"the candidate's newest training data ends {data_end:%Y-%m-%d}, {age:.0f} days before"
+        f" the gate window starts; {'within' if passed else 'more than'} the"
+        f" {config.max_training_age_days:g} allowed (max_training_age_days)"
+        + ("." if passed else ": retrain it on recent data."),
+        {"data_end": data_end.isoformat(), "age_days": age})
 
 
 def check_backtest(weeks: Sequence[BacktestWeek], config: GateConfig) -> CheckResult:

@@ -43,6 +43,7 @@ from ._checks import (
     check_prevented_recall,
     check_review_volume,
     check_score_psi,
+    check_training_age,
     integrity_checks,
 )
 from ._report_types import CheckResult, GateReport
@@ -60,6 +61,8 @@ class GateConfig:
     Card Precision's k; ``None`` scales it to 2 % of the cards seen per day (1 … 100).
     ``review_capacity_per_day``: ``None`` takes the capacity the candidate's policy was chosen
     for. ``min_backtest_wins``: ``None`` means ``backtest_weeks − 1``.
+    ``max_training_age_days``: the candidate's newest training data (the end of its validation
+    window, recorded in its artifact) may end at most this long before the gate window.
     ``min_ap_lift_over_baseline``: against the base-rate baseline, the candidate's AP must also
     be at least this many times the baseline's (the fraud rate). Beating a constant "beyond
     noise" is not enough: on the handbook data a LightGBM trained on permuted labels reached
@@ -75,6 +78,7 @@ class GateConfig:
     ap_tolerance: float = 0.0
     cp_tolerance: float = 0.0
     min_ap_lift_over_baseline: float = 5.0
+    max_training_age_days: float = 30.0
     require_improvement: bool = False
     card_k: int | None = None
     min_prevented_recall: float = 0.95
@@ -113,7 +117,7 @@ class GateConfig:
                                         or math.isnan(value)):
                 self._fail(f.name, "a number", value)
         for name in (*positive_int, "card_k", "latency_budget_us", "review_capacity_per_day",
-                     "min_ap_lift_over_baseline",
+                     "min_ap_lift_over_baseline", "max_training_age_days",
                      "max_review_over_capacity", "clean_load_timeout_s", "max_score_psi"):
             if (value := getattr(self, name)) is not None and not value > 0:
                 self._fail(name, "> 0", value)
@@ -256,6 +260,7 @@ def _quality_checks(window: ScoredWindow, data: Dataset, p_cand: np.ndarray, p_l
         check_review_volume(window, config, capacity),
         check_score_psi(p_cand[in_history], p_cand[latest], config),
         check_backtest(weeks, config),
+        check_training_age(candidate, mature_end - timedelta(days=config.window_days), config),
         check_latency(candidate, rows, config),
     ]
 

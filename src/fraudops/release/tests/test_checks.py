@@ -144,3 +144,36 @@ def test_beating_the_baseline_by_a_small_factor_is_not_enough() -> None:
     lenient = check_average_precision(window, dataclasses.replace(
         BASE, n_bootstrap=100, min_ap_lift_over_baseline=1.01))
     assert lenient.passed == (lenient.figures["bootstrap"]["low"] > 0)
+
+
+def test_training_age_fails_a_model_whose_data_ended_long_before_the_window() -> None:
+    from datetime import UTC, datetime
+
+    from fraudops.release._checks import check_training_age
+
+    class Model:
+        def __init__(self) -> None:
+            self.params = {"validation_window": ["2018-05-01T00:00:00+00:00",
+                                                 "2018-05-08T00:00:00+00:00"]}
+
+    gate_start = datetime(2018, 7, 8, tzinfo=UTC)
+    stale = check_training_age(Model(), gate_start, BASE)  # type: ignore[arg-type]
+    assert not stale.passed
+    assert stale.value == 61
+    assert "retrain" in stale.detail
+    fresh = check_training_age(Model(), datetime(2018, 5, 22, tzinfo=UTC), BASE)  # type: ignore[arg-type]
+    assert fresh.passed
+
+
+def test_training_age_only_warns_when_the_artifact_does_not_say() -> None:
+    from datetime import UTC, datetime
+
+    from fraudops.release._checks import check_training_age
+
+    class Model:
+        def __init__(self) -> None:
+            self.params: dict[str, object] = {}
+
+    result = check_training_age(Model(), datetime(2018, 7, 8, tzinfo=UTC), BASE)  # type: ignore[arg-type]
+    assert result.passed
+    assert not result.blocking
