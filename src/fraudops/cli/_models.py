@@ -126,6 +126,7 @@ def print_detail(detail: VersionDetail) -> None:
     _pairs("metrics", {k: f"{v:.6g}" for k, v in info.metrics.items()})
     _pairs("params", dict(info.params))
     _pairs("tags", dict(info.tags))
+    _pairs("version tags (gate verdicts)", dict(info.version_tags))
     files = Table(title=f"files ({len(detail.files)})", title_justify="left")
     for column in ("path", "bytes", "sha256"):
         files.add_column(column, justify="right" if column == "bytes" else "left")

@@ -402,7 +402,8 @@ class ModelRegistry:
             parent_version=_int_or_none(tags.get(f"{_TAG}parent_version")),
             previous_live=_int_or_none((mv.tags or {}).get(f"{_TAG}previous_live")),
             metrics=dict(run.data.metrics) if run else {},
-            params=dict(run.data.params) if run else {}, tags=tags)
+            params=dict(run.data.params) if run else {}, tags=tags,
+            version_tags=dict(mv.tags or {}))
 
 
 def _roles_of(mv: ModelVersion, aliases: Mapping[str, int]) -> tuple[str, ...]:

@@ -48,6 +48,8 @@ class VersionInfo:
     metrics: Mapping[str, float] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: facts recorded on the version itself (the release gate's verdict, its report)
+    version_tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
