@@ -185,6 +185,15 @@ class EventStore:
         with self.connect() as con:
             return con.sql(f"SELECT {columns} FROM {kind}").to_arrow_table()
 
+    def event_span(self, tenant: str | None = None) -> tuple[datetime, datetime] | None:
+        """The oldest and the newest stored transaction time (of ``tenant``); None if none."""
+        where, params = ("", {}) if tenant is None else (" WHERE tenant = $t", {"t": tenant})
+        with self.connect() as con:
+            [(oldest, newest)] = con.sql(
+                f"SELECT min(event_time), max(event_time) FROM transactions{where}",
+                params=params).fetchall()
+        return None if newest is None else (oldest, newest)
+
     def summary(self) -> list[TenantSummary]:
         """Per tenant: transactions, time span, days and current labels."""
         with self.connect() as con:

@@ -16,7 +16,7 @@ from ._definitions import (
     as_known,
 )
 from ._loader import load_feature_sets, workspace_feature_set
-from ._offline import OfflineEngine, write_backfill
+from ._offline import OfflineEngine, backfill_window, write_backfill
 from ._offline_spark import SparkEngine, local_session
 from ._online import OnlineEngine
 from ._parity import FeatureParity, ParityReport, check_parity, replay_stream, values_agree
@@ -73,6 +73,7 @@ __all__ = [
     "ZScore",
     "after_delay",
     "as_known",
+    "backfill_window",
     "check_parity",
     "days",
     "hours",

@@ -17,9 +17,10 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fraudops.core import Progress, SchemaError, null_progress
+from fraudops.core import InputError, Progress, SchemaError, null_progress
 from fraudops.events import EventStore
 
 from ._definitions import Entity, FeatureSet
@@ -300,3 +301,26 @@ def _with_definition(table: pa.Table, feature_set: FeatureSet) -> pa.Table:
     metadata[b"fraudops.definition_hash"] = feature_set.definition_hash().encode()
     return table.replace_schema_metadata(metadata)
 
+
+
+def backfill_window(table: pa.Table, feature_set: FeatureSet, *,
+                    tenants: Iterable[str] | None = None, start: datetime | None = None,
+                    end: datetime | None = None) -> pa.Table:
+    """The rows of an existing backfill of ``feature_set`` with ``start <= event_time < end``
+    (and of ``tenants``), so a job can reuse a backfill instead of computing it again.
+
+    Raises :class:`InputError` when the table was computed for another definition.
+    """
+    stored = (table.schema.metadata or {}).get(b"fraudops.definition_hash", b"").decode()
+    if stored and stored != feature_set.definition_hash():
+        raise InputError(f"the given backfill was computed for definition hash {stored}, not"
+                         f" {feature_set.definition_hash()} ({feature_set.name}); backfill again")
+    times = table.column("event_time")
+    mask = pc.is_valid(times)
+    if start is not None:
+        mask = pc.and_(mask, pc.greater_equal(times, pa.scalar(start, times.type)))
+    if end is not None:
+        mask = pc.and_(mask, pc.less(times, pa.scalar(end, times.type)))
+    if tenants is not None:
+        mask = pc.and_(mask, pc.is_in(table.column("tenant"), pa.array(list(tenants), pa.string())))
+    return table.filter(mask)

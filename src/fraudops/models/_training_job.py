@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from fraudops.core import InputError, Progress, null_progress
 from fraudops.events import EventStore
-from fraudops.features import FeatureSet, OfflineEngine
+from fraudops.features import FeatureSet, OfflineEngine, backfill_window
 
 from ._artifact import TrainedModel
 from ._dataset import Dataset, build_dataset
@@ -96,7 +95,11 @@ def train_model(store: EventStore, feature_set: FeatureSet, plan: TrainingPlan =
             raise ValueError(f"The {name!r} parameter of TrainingPlan must be a positive number of"
                              f" days; got {getattr(plan, name)!r}")
     tenants = None if plan.tenant is None else [plan.tenant]
-    oldest, newest = _event_span(store, plan.tenant)
+    span = store.event_span(plan.tenant)
+    if span is None:
+        scope = "the workspace" if plan.tenant is None else f"tenant {plan.tenant!r}"
+        raise InputError(f"{scope} holds no transactions to train on; ingest or simulate some")
+    oldest, newest = span
     as_of = plan.as_of or newest
     mature_end = as_of - timedelta(days=plan.label_delay_days)
     valid_start = mature_end - timedelta(days=plan.validation_days)
@@ -113,7 +116,8 @@ def train_model(store: EventStore, feature_set: FeatureSet, plan: TrainingPlan =
         table = OfflineEngine(store).backfill(feature_set, tenants=tenants, start=train_start,
                                               end=mature_end, progress=progress)
     else:
-        table = _window(features, feature_set, tenants, train_start, mature_end)
+        table = backfill_window(features, feature_set, tenants=tenants, start=train_start,
+                                end=mature_end)
     progress("dataset", 1, 3)
     data = build_dataset(store, table, labels_as_of=as_of, tenants=tenants)
     valid_from = np.datetime64(valid_start.astimezone(UTC).replace(tzinfo=None), "us")
@@ -149,35 +153,6 @@ def train_model(store: EventStore, feature_set: FeatureSet, plan: TrainingPlan =
                           (valid_start, mature_end), len(train), len(valid),
                           int(train.y.sum()), int(valid.y.sum()),
                           round(time.perf_counter() - started, 2), valid, probability)
-
-
-def _window(table: pa.Table, feature_set: FeatureSet, tenants: list[str] | None,
-            start: datetime, end: datetime) -> pa.Table:
-    """The rows of an existing backfill inside ``[start, end)`` (and the tenants)."""
-    stored = (table.schema.metadata or {}).get(b"fraudops.definition_hash", b"").decode()
-    if stored and stored != feature_set.definition_hash():
-        raise InputError(f"the given backfill was computed for definition hash {stored}, not"
-                         f" {feature_set.definition_hash()} ({feature_set.name}); backfill again")
-    times = table.column("event_time")
-    mask = pc.and_(pc.greater_equal(times, pa.scalar(start, times.type)),
-                   pc.less(times, pa.scalar(end, times.type)))
-    if tenants is not None:
-        mask = pc.and_(mask, pc.is_in(table.column("tenant"), pa.array(tenants, pa.string())))
-    return table.filter(mask)
-
-
-def _event_span(store: EventStore, tenant: str | None) -> tuple[datetime, datetime]:
-    """The oldest and the newest stored event (of the tenant)."""
-    with store.connect() as con:
-        where = "" if tenant is None else " WHERE tenant = $tenant"
-        params = {} if tenant is None else {"tenant": tenant}
-        [(oldest, newest)] = con.sql(
-            f"SELECT min(event_time), max(event_time) FROM transactions{where}",
-            params=params).fetchall()
-    if newest is None:
-        scope = "the workspace" if tenant is None else f"tenant {tenant!r}"
-        raise InputError(f"{scope} holds no transactions to train on; ingest or simulate some")
-    return oldest, newest
 
 
 def _check_windows(train: Dataset, valid: Dataset, plan: TrainingPlan) -> None:

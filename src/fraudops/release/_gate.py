@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from fraudops.core import InputError, Progress, null_progress
 from fraudops.events import EventStore
-from fraudops.features import FeatureSet, OfflineEngine
+from fraudops.features import FeatureSet, OfflineEngine, backfill_window
 from fraudops.models import ActionPolicy, Dataset, TrainedModel, build_dataset
 
 from ._backtest import weekly_backtest
@@ -182,7 +181,12 @@ def run_gate(store: EventStore, feature_set: FeatureSet, candidate: TrainedModel
         feature the feature set does not define.
     """
     progress("data", 0, 4)
-    as_of = as_of or _newest_event(store, tenant)
+    if as_of is None:
+        span = store.event_span(tenant)
+        if span is None:
+            scope = "the store" if tenant is None else f"tenant {tenant!r}"
+            raise InputError(f"{scope} holds no transactions to gate on")
+        as_of = span[1]
     if as_of.tzinfo is None:
         raise ValueError(f"The 'as_of' parameter of run_gate must be timezone-aware; got {as_of}")
     mature_end = as_of - timedelta(days=config.label_delay_days)
@@ -334,25 +338,4 @@ def _features(store: EventStore, feature_set: FeatureSet, features: pa.Table | N
               tenants: list[str] | None, start: datetime, end: datetime) -> pa.Table:
     if features is None:
         return OfflineEngine(store).backfill(feature_set, tenants=tenants, start=start, end=end)
-    stored = (features.schema.metadata or {}).get(b"fraudops.definition_hash", b"").decode()
-    if stored and stored != feature_set.definition_hash():
-        raise InputError(f"the given backfill was computed for definition hash {stored}, not "
-                         f"{feature_set.definition_hash()} ({feature_set.name}); backfill again")
-    times = features.column("event_time")
-    mask = pc.and_(pc.greater_equal(times, pa.scalar(start, times.type)),
-                   pc.less(times, pa.scalar(end, times.type)))
-    if tenants is not None:
-        mask = pc.and_(mask, pc.is_in(features.column("tenant"), pa.array(tenants, pa.string())))
-    return features.filter(mask)
-
-
-def _newest_event(store: EventStore, tenant: str | None) -> datetime:
-    where, params = ("", {}) if tenant is None else (" WHERE tenant = $tenant", {"tenant": tenant})
-    with store.connect() as con:
-        [(newest,)] = con.sql(f"SELECT max(event_time) FROM transactions{where}",
-                              params=params).fetchall()
-    if newest is None:
-        scope = "the store" if tenant is None else f"tenant {tenant!r}"
-        raise InputError(f"{scope} holds no transactions to gate on")
-    result: datetime = newest
-    return result
+    return backfill_window(features, feature_set, tenants=tenants, start=start, end=end)
