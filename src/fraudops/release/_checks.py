@@ -244,6 +244,33 @@ def check_score_psi(reference: np.ndarray, recent: np.ndarray, config: GateConfi
          "reference_mean": float(reference.mean()), "recent_mean": float(recent.mean())})
 
 
+def check_action_drift(reference: np.ndarray, recent: np.ndarray, config: GateConfig) -> CheckResult:
+    """Share of events the candidate flags (REVIEW or PREVENT): its validation period vs the latest week.
+
+    Whole-distribution PSI barely moves when only the tail shifts, yet the tail is where the
+    policy acts: a model whose flagged share doubles since it was validated sends twice the work
+    to the review team and blocks twice the customers, whatever its AP says.
+    """
+    title = "Flagged share stable since validation"
+    limit = config.max_flagged_share_ratio
+    if not reference.size or not recent.size:
+        return CheckResult("action_drift", title, False, None, limit,
+                           f"cannot compute: {reference.size} reference and {recent.size} recent "
+                           "events.", {})
+    ref = float(np.isin(reference, ("REVIEW", "PREVENT")).mean())
+    now = float(np.isin(recent, ("REVIEW", "PREVENT")).mean())
+    ratio = max(now, 1e-12) / max(ref, 1e-12)
+    ratio = max(ratio, 1.0 / ratio)      # a collapse of flagged events is drift too
+    passed = ratio <= limit
+    return CheckResult(
+        "action_drift", title, passed, ratio, limit,
+        f"the candidate flags {now:.2%} of the latest week's {recent.size} events against "
+        f"{ref:.2%} of its validation period's {reference.size}: {ratio:.2f}× "
+        f"({'within' if passed else 'beyond'} {limit:g}×, max_flagged_share_ratio).",
+        {"reference_flagged_share": ref, "recent_flagged_share": now,
+         "reference_events": int(reference.size), "recent_events": int(recent.size)})
+
+
 def check_training_age(candidate: TrainedModel, gate_start: datetime,
                        config: GateConfig) -> CheckResult:
     """How old the candidate's newest training data is at the start of the gate window.

@@ -33,6 +33,7 @@ from ._backtest import weekly_backtest
 from ._checks import (
     ScoredWindow,
     check_action_changes,
+    check_action_drift,
     check_average_precision,
     check_backtest,
     check_calibration,
@@ -62,6 +63,8 @@ class GateConfig:
     for. ``min_backtest_wins``: ``None`` means ``backtest_weeks − 1``.
     ``max_training_age_days``: the candidate's newest training data (the end of its validation
     window, recorded in its artifact) may end at most this long before the gate window.
+    ``max_flagged_share_ratio``: the share of events the candidate flags (REVIEW or PREVENT) in
+    the latest week may differ from its validation period's by at most this factor, either way.
     ``min_ap_lift_over_baseline``: against the base-rate baseline, the candidate's AP must also
     be at least this many times the baseline's (the fraud rate). Beating a constant "beyond
     noise" is not enough: on the handbook data a LightGBM trained on permuted labels reached
@@ -87,6 +90,7 @@ class GateConfig:
     review_capacity_per_day: float | None = None
     max_review_over_capacity: float = 1.1
     max_score_psi: float = 0.25
+    max_flagged_share_ratio: float = 1.5
     psi_bins: int = 10
     backtest_weeks: int = 4
     min_backtest_wins: int | None = None
@@ -117,7 +121,8 @@ class GateConfig:
                 self._fail(f.name, "a number", value)
         for name in (*positive_int, "card_k", "latency_budget_us", "review_capacity_per_day",
                      "min_ap_lift_over_baseline", "max_training_age_days",
-                     "max_review_over_capacity", "clean_load_timeout_s", "max_score_psi"):
+                     "max_review_over_capacity", "clean_load_timeout_s", "max_score_psi",
+                     "max_flagged_share_ratio"):
             if (value := getattr(self, name)) is not None and not value > 0:
                 self._fail(name, "> 0", value)
         for name in non_negative:
@@ -253,6 +258,7 @@ def _quality_checks(window: ScoredWindow, data: Dataset, p_cand: np.ndarray, p_l
                             p_live[in_backtest], mature_end=_np(mature_end),
                             weeks=config.backtest_weeks)
     rows = data.select(candidate.feature_names).X[:config.latency_rows].tolist()
+    cand_policy = _policy(candidate)
     return [
         check_average_precision(window, config),
         check_card_precision(window, config, k),
@@ -263,6 +269,8 @@ def _quality_checks(window: ScoredWindow, data: Dataset, p_cand: np.ndarray, p_l
         check_action_changes(window, config),
         check_review_volume(window, config, capacity),
         check_score_psi(p_cand[in_history], p_cand[latest], config),
+        check_action_drift(cand_policy.actions(p_cand[in_history]),
+                           cand_policy.actions(p_cand[latest]), config),
         check_backtest(weeks, config),
         check_training_age(candidate, mature_end - timedelta(days=config.window_days), config),
         check_latency(candidate, rows, config),

@@ -14,6 +14,7 @@ from fraudops.release._backtest import weekly_backtest
 from fraudops.release._checks import (
     ScoredWindow,
     check_action_changes,
+    check_action_drift,
     check_average_precision,
     check_backtest,
     check_calibration,
@@ -76,12 +77,19 @@ CASES: dict[str, tuple[Run, dict[str, object], dict[str, object]]] = {
                       {"max_review_over_capacity": 1e-6}),
     "score_psi": (lambda c: check_score_psi(REF, RECENT, c), {"max_score_psi": 1.0},
                   {"max_score_psi": 1e-6}),
+    "action_drift": (lambda c: check_action_drift(_actions(0.05, 0.05), _actions(0.13, 0.03), c),
+                     {"max_flagged_share_ratio": 2.0}, {"max_flagged_share_ratio": 1.5}),
     "backtest": (lambda c: check_backtest(WEEKS, c),
                  {"backtest_tolerance": 1.0, "max_backtest_drop": 1.0},
                  {"backtest_tolerance": 0.0, "max_backtest_drop": 1.0}),
     "latency": (lambda c: check_latency(_Slow(), [[0.0]] * 100, c), {"latency_budget_us": 1e9},
                 {"latency_budget_us": 1e-3}),
 }
+
+
+def _actions(review: float, prevent: float, n: int = 1000) -> np.ndarray:
+    k_r, k_p = round(review * n), round(prevent * n)
+    return np.array(["REVIEW"] * k_r + ["PREVENT"] * k_p + ["ALLOW"] * (n - k_r - k_p), dtype=object)
 
 
 class _Slow:
@@ -177,3 +185,11 @@ def test_training_age_only_warns_when_the_artifact_does_not_say() -> None:
     result = check_training_age(Model(), datetime(2018, 7, 8, tzinfo=UTC), BASE)  # type: ignore[arg-type]
     assert result.passed
     assert not result.blocking
+
+
+def test_action_drift_counts_a_collapse_of_flagged_events_as_drift() -> None:
+    result = check_action_drift(_actions(0.06, 0.02), _actions(0.02, 0.0), BASE)
+    assert not result.passed
+    assert result.value == pytest.approx(4.0)
+    assert "8.00%" in result.detail
+    assert "2.00%" in result.detail
