@@ -58,7 +58,18 @@ def main() -> None:
     # MLflow logs its database migrations at INFO; the CLI reports what matters itself
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    from . import _data_commands, _features, _gate, _models, _quickstart, _simulate, _train  # noqa: F401  (registers)
+    # importing a command module registers its commands
+    from . import (  # noqa: F401
+        _data_commands,
+        _features,
+        _gate,
+        _models,
+        _quickstart,
+        _score,
+        _serve,
+        _simulate,
+        _train,
+    )
 
     try:
         app()  # standalone: usage errors print themselves and exit 2; typer.Exit exits

@@ -3,7 +3,9 @@
 Today: create a workspace, simulate a realistic export, ingest it through its mapping (with the
 quarantine and the reconciliation), compute the starter features offline and prove online
 parity on the first days, train and register one model per tenant, gate each against the
-base-rate baseline (a passing one becomes live), profile the events and print what is there. Each later
+base-rate baseline (a passing one becomes live), deploy the live models with an API key per
+tenant and score the first day through the serving engine (state and decision log as a server
+keeps them), profile the events and print what is there. Each later
 part of fraudops (features, training, the gate, serving, monitoring) adds its step here until
 this command runs the whole loop.
 """
@@ -36,12 +38,14 @@ from fraudops.features import (
 )
 from fraudops.models import ModelRegistry, TrainingPlan, register_training, train_model
 from fraudops.release import GateConfig, gate_and_record, run_gate, write_gate_report
+from fraudops.serving import ModelRef
 
 from ._app import app
 from ._console import out, progress_bar
 from ._data_commands import print_ingest_report, print_status, write_profile_report
 from ._features import print_parity
 from ._gate import print_gate
+from ._serve import deploy_and_score
 from ._simulate import build_config, print_simulation, run_simulation
 from ._train import model_name_for, print_training
 
@@ -167,10 +171,17 @@ def quickstart(
         out.print("[yellow]a candidate did not pass its gate: it stays a candidate; read its"
                   " report for why[/yellow]")
 
-    out.rule("7. profile")
+    out.rule("7. deploy the live models and score the first day through the serving engine")
+    live = [(tenant, version) for (tenant, _, version) in trained
+            if registry.role("live", model_name=version.model_name) == version.version]
+    if live:
+        deploy_and_score(ws, [(tenant, ModelRef(v.model_name, v.version)) for tenant, v in live],
+                         end=datetime.combine(start + timedelta(days=1), time(0), tzinfo=UTC))
+
+    out.rule("8. profile")
     write_profile_report(ws, tenant=None)
 
-    out.rule("8. what is there")
+    out.rule("9. what is there")
     print_status(ws)
     out.print(f"\nnext: open {ws.reports_dir / 'profile.html'} in a browser, or run"
               f" 'fraudops status -w {ws.root}'")

@@ -15,6 +15,7 @@ from ._schema import (
     TRANSACTION_CORE,
     UTC_TIME,
     canonical_columns,
+    check_attribute_name,
     conform_labels,
     conform_transactions,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "TenantProfile",
     "TenantSummary",
     "canonical_columns",
+    "check_attribute_name",
     "conform_labels",
     "conform_transactions",
     "derive_event_ids",

@@ -153,6 +153,16 @@ class TrainedModel:
         raw = self._scorer.predict_one(x)
         return raw if self.calibrator is None else self.calibrator.apply_one(raw)
 
+    def contributions_one(self, x: Sequence[float]) -> list[float]:
+        """Each feature's additive contribution to the raw log-odds of one vector, in
+        ``feature_names`` order (LightGBM: SHAP values; logistic: coefficient × centred value).
+
+        They explain the score before calibration: a monotone calibrator keeps their ranking.
+        """
+        if len(x) != len(self.feature_names):
+            raise ValueError(f"x must have {len(self.feature_names)} values (one per feature); got {len(x)}")
+        return self._scorer.contributions_one(x)
+
     def vector(self, features: Mapping[str, float | None]) -> list[float]:
         """The feature vector of ``features`` (a dict from the online engine) in model order."""
         missing = [n for n in self.feature_names if n not in features]
@@ -325,6 +335,12 @@ class _LightGBMScorer:
         out: npt.NDArray[np.float64] = np.asarray(self.booster.predict(x), dtype=np.float64)
         return out
 
+    def contributions_one(self, x: Sequence[float]) -> list[float]:
+        row = np.asarray([[math.nan if v is None else v for v in x]], dtype=np.float64)
+        with self._lock:   # Booster.predict is not documented as thread-safe
+            out = self.booster.predict(row, pred_contrib=True, num_threads=1)
+        return [float(v) for v in np.asarray(out)[0, :self.n_features]]
+
     def predict_one(self, x: Sequence[float]) -> float:
         if self._fast is None:
             return float(self.booster.predict(np.asarray([x], dtype=np.float64), num_threads=1)[0])
@@ -365,6 +381,10 @@ class _LogisticScorer:
         z = np.clip(filled @ self._w + self.bias, -500.0, 500.0)
         out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-z))
         return out
+
+    def contributions_one(self, x: Sequence[float]) -> list[float]:
+        return [w * ((m if v is None or v != v else v) - mu)
+                for v, w, m, mu in zip(x, self.weights, self.impute, self.mean, strict=True)]
 
     def predict_one(self, x: Sequence[float]) -> float:
         z = self.bias

@@ -1,0 +1,385 @@
+"""The HTTP API: FastAPI over the scoring engine, the decision log and the deployment plan.
+
+Every error is a JSON ``{"detail": ...}`` naming the field and the reason; bad input is a 4xx,
+never a 5xx. A key of one tenant reaches that tenant's decisions and plan only; admin keys
+(``fraudops keys create --admin``) manage plans and may act for any tenant.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import fraudops
+from fraudops.core import FraudopsError, InputError, StoreError
+
+from ._api_models import (
+    BatchError,
+    BatchIn,
+    BatchOut,
+    LabelIn,
+    LabelOut,
+    ModelOut,
+    PlanChangeOut,
+    PlanIn,
+    PlanOut,
+    Problem,
+    ReasonOut,
+    ScoreOut,
+    TransactionIn,
+)
+from ._auth import KeyCache
+from ._engine import ScoreResult
+from ._errors import ModelLoadError, NotAuthorized, UnknownTenant
+from ._plan import TenantPlan
+from ._records import ApiKey, PlanChange
+from ._runtime import Runtime, ServingConfig
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "description": text} for code, text in (
+        (401, "Missing, unknown or revoked API key"), (403, "The key may not act for this tenant"),
+        (404, "Unknown tenant or event"), (413, "Request body too large"),
+        (422, "Invalid input; the detail names the field and the reason"),
+        (503, "A store is unavailable; retry"))}
+
+
+def create_app(runtime: Runtime | None = None, *, config: ServingConfig | None = None) -> FastAPI:
+    """The API over ``runtime`` (tests), or over a runtime opened at startup from ``config``
+    (or ``$FRAUDOPS_SERVING_CONFIG``: what ``fraudops serve`` sets for its workers)."""
+    state: dict[str, Runtime] = {}
+    if runtime is not None:
+        state["rt"] = runtime
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        owned = "rt" not in state
+        if owned:
+            state["rt"] = Runtime(config or ServingConfig.from_env())
+        try:
+            yield
+        finally:
+            if owned:
+                state.pop("rt").close()
+
+    app = FastAPI(title="fraudops scoring API", version=fraudops.__version__, lifespan=lifespan,
+                  description="Real-time fraud decisions: live, canary and shadow models per "
+                              "tenant, a durable decision log. Authenticate with "
+                              "`Authorization: Bearer <key>` or `X-API-Key: <key>`.")
+
+    def rt() -> Runtime:
+        return state["rt"]
+
+    app.state.keys = KeyCache(lambda key: rt().keys.authenticate(key))
+
+    # -- errors ------------------------------------------------------------------------------
+    def problem(status: int, detail: Any) -> JSONResponse:
+        if state:
+            rt().metrics.errors.labels(str(status)).inc()
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    @app.exception_handler(NotAuthorized)
+    async def _unauthorized(_: Request, e: NotAuthorized) -> JSONResponse:
+        return problem(e.status, str(e))
+
+    @app.exception_handler(UnknownTenant)
+    async def _unknown(_: Request, e: UnknownTenant) -> JSONResponse:
+        return problem(404, str(e))
+
+    @app.exception_handler(InputError)
+    async def _input(_: Request, e: InputError) -> JSONResponse:
+        return problem(422, str(e))
+
+    @app.exception_handler(ModelLoadError)
+    async def _model(_: Request, e: ModelLoadError) -> JSONResponse:
+        return problem(422, str(e))
+
+    @app.exception_handler(StoreError)
+    async def _store(_: Request, e: StoreError) -> JSONResponse:
+        return problem(503, str(e))
+
+    @app.exception_handler(FraudopsError)
+    async def _other(_: Request, e: FraudopsError) -> JSONResponse:
+        return problem(422, str(e))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        return problem(422, jsonable_encoder(
+            [{"field": ".".join(str(p) for p in err.get("loc", ())[1:]) or "body",
+              "reason": err.get("msg", ""), "type": err.get("type", "")}
+             for err in e.errors()]))
+
+    # -- scoring -----------------------------------------------------------------------------
+    @app.post("/v1/score", response_model=ScoreOut, responses=_ERRORS, tags=["scoring"])
+    async def score(tx: TransactionIn, who: Caller,
+              explain: Annotated[bool, Query(description="Also return the feature values.")]
+              = False) -> ScoreOut:
+        """Decide on one transaction with the tenant's live (or canary) model."""
+        tenant = _tenant(who, tx.tenant)
+        return _score_out(rt().engine.score(tx.event(tenant), explain=explain))
+
+    @app.post("/v1/score/batch", response_model=BatchOut, responses=_ERRORS, tags=["scoring"])
+    def score_batch(batch: BatchIn, who: Caller,
+                    explain: Annotated[bool, Query()] = False) -> BatchOut:
+        """Decide on many transactions in order (backfills, batch scoring): the same engine as
+        ``/v1/score``; an event that cannot be scored is listed in ``errors`` with its index."""
+        engine = rt().engine
+        results, errors = [], []
+        for i, tx in enumerate(batch.events):
+            tenant = _tenant(who, tx.tenant)
+            try:
+                results.append(_score_out(engine.score(tx.event(tenant), explain=explain,
+                                                       source="batch")))
+            except (InputError, UnknownTenant) as e:
+                errors.append(BatchError(index=i, event_id=tx.event_id, error=str(e)))
+        return BatchOut(results=results, errors=errors)
+
+    @app.post("/v1/labels", response_model=LabelOut, responses=_ERRORS, tags=["scoring"])
+    def label(body: LabelIn, who: Caller) -> LabelOut:
+        """Apply a late fraud label; label-aware features see it from its ``label_time`` on."""
+        tenant = _tenant(who, body.tenant)
+        updated = rt().engine.label({"tenant": tenant, "event_id": body.event_id,
+                                     "is_fraud": body.is_fraud, "label_time": body.label_time})
+        return LabelOut(event_id=body.event_id, tenant=tenant, states_updated=updated)
+
+    @app.get("/v1/decisions/{event_id}", response_model=ScoreOut, responses=_ERRORS,
+             tags=["decisions"])
+    def decision(event_id: str, who: Caller,
+                 tenant: Annotated[str | None, Query()] = None) -> ScoreOut:
+        """A logged decision of the caller's tenant."""
+        scope = _tenant(who, tenant)
+        found = rt().log.get(scope, event_id)
+        if found is None:
+            raise UnknownTenant(f"no decision for event {event_id!r} of tenant {scope!r}")
+        return _score_out(ScoreResult(found, None, True))
+
+    # -- the deployment plan -----------------------------------------------------------------
+    @app.get("/v1/plans", response_model=list[PlanOut], responses=_ERRORS, tags=["deployment"])
+    def plans(who: Caller) -> list[PlanOut]:
+        """The stored plans this key may see (all for an admin key)."""
+        revision, stored = rt().plan_store.plans()
+        return [_plan_out(p, revision) for t, p in sorted(stored.items())
+                if who.tenant is None or who.tenant == t]
+
+    @app.put("/v1/plans/{tenant}", response_model=PlanChangeOut, responses=_ERRORS,
+             tags=["deployment"])
+    def put_plan(tenant: str, body: PlanIn, who: Caller) -> PlanChangeOut:
+        """Set a tenant's plan (admin keys). Every model is loaded and checked first: a model
+        that fails is refused with the reason and the running plan stays. Running servers
+        switch within ``plan_poll_s``."""
+        _admin(who)
+        plan = body.plan(tenant)
+        runtime = rt()
+        runtime.pool.prepare(plan.models)
+        change = runtime.plan_store.apply(plan, actor=_actor(who), reason=body.reason)
+        runtime.refresh()
+        return _change_out(change)
+
+    @app.delete("/v1/plans/{tenant}", response_model=PlanChangeOut, responses=_ERRORS,
+                tags=["deployment"])
+    def delete_plan(tenant: str, who: Caller,
+                    reason: Annotated[str, Query(max_length=500)] = "") -> PlanChangeOut:
+        """Stop serving a tenant (admin keys)."""
+        _admin(who)
+        runtime = rt()
+        if runtime.plan_store.get(tenant) is None:
+            raise UnknownTenant(f"tenant {tenant!r} has no deployment plan")
+        change = runtime.plan_store.remove(tenant, actor=_actor(who), reason=reason)
+        runtime.refresh()
+        return _change_out(change)
+
+    @app.get("/v1/plans/{tenant}/history", response_model=list[PlanChangeOut],
+             responses=_ERRORS, tags=["deployment"])
+    def plan_history(tenant: str, who: Caller,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[PlanChangeOut]:
+        """Who changed the tenant's plan, when, and from what to what (newest first)."""
+        _tenant(who, tenant)
+        return [_change_out(c) for c in rt().plan_store.history(tenant, limit=limit)]
+
+    # -- operations --------------------------------------------------------------------------
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"model": Problem}})
+    def readyz() -> Response:
+        """Ready to decide: a plan is loaded and the stores answer."""
+        runtime = rt()
+        try:
+            runtime.plan_store.revision()
+            runtime.state.get_many(["fraudops:readyz"])
+        except StoreError as e:
+            return problem(503, str(e))
+        body = {"status": "ok" if runtime.engine.plans else "no plan",
+                "revision": runtime.engine.revision, "tenants": sorted(runtime.engine.plans),
+                "refused_revision": runtime.refused_revision, "error": runtime.last_error}
+        return JSONResponse(body, status_code=200 if runtime.engine.plans else 503)
+
+    @app.get("/metrics", tags=["operations"])
+    def metrics() -> Response:
+        """Prometheus metrics (requests, latency per model and role, actions, errors)."""
+        m = rt().metrics
+        return Response(m.render(), media_type=m.content_type)
+
+    app.add_middleware(_Measured, metrics=lambda: rt().metrics if state else None)
+    app.add_middleware(_BodyLimit, limit=lambda path: (
+        rt().config.max_batch_body_bytes if path.endswith("/batch") else rt().config.max_body_bytes))
+    return app
+
+
+def _caller(request: Request, authorization: Annotated[str | None, Header()] = None,
+            x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
+    key = x_api_key
+    if key is None and authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        key = token.strip() if scheme.lower() == "bearer" else None
+    if not key:
+        raise NotAuthorized("no API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
+    cache: KeyCache = request.app.state.keys
+    found = cache.get(key)
+    if found is None:
+        raise NotAuthorized("unknown or revoked API key")
+    return found
+
+
+Caller = Annotated[ApiKey, Depends(_caller)]
+
+
+def app_from_env() -> FastAPI:
+    """The uvicorn factory of ``fraudops serve`` (each worker builds its own runtime)."""
+    return create_app()
+
+
+def _tenant(who: ApiKey, asked: str | None) -> str:
+    if who.tenant is None:
+        if asked is None:
+            raise InputError("an admin key must name the tenant (field or query 'tenant')")
+        return asked
+    if asked is not None and asked != who.tenant:
+        raise NotAuthorized(f"this key belongs to another tenant than {asked!r}", status=403)
+    return who.tenant
+
+
+def _admin(who: ApiKey) -> None:
+    if who.tenant is not None:
+        raise NotAuthorized("changing a deployment plan needs an admin key", status=403)
+
+
+def _actor(who: ApiKey) -> str:
+    return f"key:{who.key_id}" + (f" ({who.label})" if who.label else "")
+
+
+def _score_out(result: ScoreResult) -> ScoreOut:
+    d = result.decision
+    return ScoreOut(event_id=d.event_id, tenant=d.tenant, score=d.score, probability=d.probability,
+                    action=d.action,  # type: ignore[arg-type]
+                    model_version=d.model_version,
+                    model=ModelOut(name=d.model_name, version=d.model_version), role=d.role,
+                    reasons=[ReasonOut(feature=r.feature, value=r.value,
+                                       contribution=r.contribution) for r in d.reasons],
+                    decided_at=d.decided_at, replayed=result.replayed, features=result.features)
+
+
+def _plan_out(plan: TenantPlan, revision: int) -> PlanOut:
+    data = plan.to_dict()
+    return PlanOut(tenant=plan.tenant, live=ModelOut(**data["live"]), shadows=data["shadows"],
+                   canary=data["canary"], revision=revision)
+
+
+def _change_out(change: PlanChange) -> PlanChangeOut:
+    return PlanChangeOut(revision=change.revision, tenant=change.tenant, actor=change.actor,
+                         changed_at=change.changed_at, previous=change.previous,
+                         plan=change.plan, reason=change.reason)
+
+
+class _BodyLimit:
+    """413 for a body above the route's limit, counted as it streams (no Content-Length
+    trust), so a huge payload never reaches the JSON parser."""
+
+    def __init__(self, app: ASGIApp, limit: Callable[[str], int]) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit(scope["path"])
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(send, limit)
+            return
+        seen = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except _TooLarge:
+            if not started:
+                await _too_large(send, limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = b'{"detail":"request body larger than ' + str(limit).encode() + b' bytes"}'
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Measured:
+    """Requests and latency per route template and status, for ``/metrics``."""
+
+    def __init__(self, app: ASGIApp, metrics: Callable[[], Any]) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def tracked(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        finally:
+            m = self.metrics()
+            if m is not None:
+                route = scope.get("route")
+                name = getattr(route, "path", None) or "unmatched"
+                m.requests.labels(name, str(status)).inc()
+                m.request_latency.labels(name).observe(time.perf_counter() - start)
+

@@ -1,0 +1,147 @@
+"""The scoring engine in process: canary split, shadows off the path, plans refused whole."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fraudops.serving import (
+    CanarySpec,
+    ModelLoadError,
+    ModelRef,
+    ShadowJob,
+    ShadowRunner,
+    ShadowSpec,
+    TenantPlan,
+    UnknownTenant,
+    bucket,
+)
+from fraudops.serving._model_pool import LoadedModel
+
+from .conftest import MODEL, TENANT, Served, World, first_events, start
+
+V1, V2 = ModelRef(MODEL, 1), ModelRef(MODEL, 2)
+
+
+@pytest.fixture
+def canary(workspace: Path) -> Iterator[Served]:
+    s = start(workspace, plan=TenantPlan(TENANT, V1, canary=CanarySpec(V2, 0.3)))
+    yield s
+    s.runtime.close()
+
+
+def test_canary_takes_its_share_of_cards_and_a_card_sees_one_model(world: World,
+                                                                   canary: Served) -> None:
+    seen: dict[str, set[str]] = {}
+    for event in first_events(world, 1500):
+        d = canary.runtime.engine.score(event).decision
+        seen.setdefault(str(event["card_id"]), set()).add(f"{d.role}:{d.model_version}")
+    assert all(len(models) == 1 for models in seen.values())
+    on_canary = sum(models == {"canary:2"} for models in seen.values()) / len(seen)
+    assert 0.2 < on_canary < 0.4
+    assert {m for models in seen.values() for m in models} == {"live:1", "canary:2"}
+
+
+def test_the_canary_split_is_stable_across_processes() -> None:
+    # blake2b of the tenant and the card: no per-process hash seed, same on every replica
+    assert bucket("acme", "card_id=C1") == pytest.approx(bucket("acme", "card_id=C1"))
+    assert bucket("acme", "card_id=C1") != bucket("globex", "card_id=C1")
+    shares = [bucket("acme", f"card_id=C{i}") for i in range(10_000)]
+    assert 0.48 < sum(s < 0.5 for s in shares) / len(shares) < 0.52
+
+
+def test_shadows_score_every_event_and_never_change_the_answer(world: World,
+                                                               workspace: Path) -> None:
+    plain = start(workspace, plan=TenantPlan(TENANT, V1))
+    events = first_events(world, 300)
+    try:
+        without = [plain.runtime.engine.score(e).decision for e in events]
+    finally:
+        plain.runtime.close()
+    other = workspace.parent / "shadowed"
+    shutil.copytree(workspace, other, ignore=shutil.ignore_patterns("serving"))
+    shadowed = start(other, plan=TenantPlan(TENANT, V1, shadows=(ShadowSpec(V2),)))
+    try:
+        engine = shadowed.runtime.engine
+        with_shadow = [engine.score(e).decision for e in events]
+        assert engine.shadows is not None
+        assert engine.shadows.drain()
+        logged = shadowed.runtime.log.shadow_scores(tenant=TENANT)
+    finally:
+        shadowed.runtime.close()
+    assert [(d.probability, d.action) for d in with_shadow] == \
+        [(d.probability, d.action) for d in without]
+    assert logged.num_rows == len(events)
+    assert set(logged.column("model_version").to_pylist()) == {2}
+    assert sorted(logged.column("event_id").to_pylist()) == sorted(e["event_id"] for e in events)
+
+
+class _Exploding:
+    feature_names = ("x",)
+
+    def vector(self, features: Any) -> list[float]:
+        return [1.0]
+
+    def predict_one(self, x: list[float]) -> float:
+        raise RuntimeError("shadow model is broken")
+
+
+def test_a_failing_shadow_is_logged_with_its_error(world: World, served: Served) -> None:
+    logged: list[Any] = []
+
+    class Sink:
+        def record_shadows(self, scores: Any) -> None:
+            logged.extend(scores)
+
+    runner = ShadowRunner(Sink(), flush_every_s=0.01)
+    good = served.runtime.pool.get(V1)
+    bad = dataclasses.replace(good, ref=ModelRef(MODEL, 9), model=_Exploding())  # type: ignore[arg-type]
+    features = served.runtime.engine.online.process_one(first_events(world, 1)[0])
+    runner.submit(ShadowJob(TENANT, "e1", features, (good, bad)))
+    assert runner.drain()
+    runner.close()
+    by_version = {s.model_version: s for s in logged}
+    assert by_version[1].error is None
+    assert by_version[1].probability is not None
+    assert by_version[9].error == "RuntimeError: shadow model is broken"
+    assert by_version[9].probability is None
+
+
+def test_a_full_shadow_queue_drops_jobs_instead_of_waiting(served: Served) -> None:
+    class Slow:
+        def record_shadows(self, scores: Any) -> None:
+            time.sleep(0.5)
+
+    runner = ShadowRunner(Slow(), max_queue=2, flush_every_s=0.01)
+    model: LoadedModel = served.runtime.pool.get(V1)
+    features = dict.fromkeys(model.feature_names, 1.0)
+    results = [runner.submit(ShadowJob(TENANT, f"e{i}", features, (model,))) for i in range(50)]
+    assert not all(results)
+    assert runner.dropped == results.count(False) > 0
+    runner.close(timeout=5)
+
+
+def test_a_plan_with_a_model_that_cannot_load_is_refused_whole(served: Served) -> None:
+    engine = served.runtime.engine
+    before = engine.plans
+    with pytest.raises(ModelLoadError, match=f"{MODEL}/v99"):
+        engine.use_plans({TENANT: TenantPlan(TENANT, V2, shadows=(ShadowSpec(ModelRef(MODEL, 99)),))})
+    assert engine.plans == before
+    # the same through the plan store: the server keeps serving the old revision
+    served.runtime.plan_store.apply(TenantPlan(TENANT, ModelRef(MODEL, 99)), actor="test")
+    assert served.runtime.refresh() is False
+    assert served.runtime.engine.plans == before
+    assert served.runtime.last_error is not None
+    assert "v99" in served.runtime.last_error
+
+
+def test_an_unknown_tenant_is_named(world: World, served: Served) -> None:
+    event = {**first_events(world, 1)[0], "tenant": "globex"}
+    with pytest.raises(UnknownTenant, match="'globex' has no deployment plan"):
+        served.runtime.engine.score(event)
