@@ -37,6 +37,7 @@ import numpy.typing as npt
 import fraudops
 from fraudops.core import FraudopsError
 
+from ._attribution import PathAttribution
 from ._calibration import Calibrator
 
 FORMAT_VERSION = 1
@@ -155,7 +156,8 @@ class TrainedModel:
 
     def contributions_one(self, x: Sequence[float]) -> list[float]:
         """Each feature's additive contribution to the raw log-odds of one vector, in
-        ``feature_names`` order (LightGBM: SHAP values; logistic: coefficient × centred value).
+        ``feature_names`` order (LightGBM: path attributions, see :mod:`._attribution`;
+        logistic: coefficient × centred value).
 
         They explain the score before calibration: a monotone calibrator keeps their ranking.
         """
@@ -316,6 +318,9 @@ class _LightGBMScorer:
         self._out_len = ctypes.c_int64()
         self._fast: Any = None
         self._fast_config = ctypes.c_void_p()
+        self._leaf_config = ctypes.c_void_p()
+        self._leaves = (ctypes.c_double * self.booster.num_trees())()
+        self._attribution: PathAttribution | None = None
         try:
             from lightgbm import basic
 
@@ -326,8 +331,14 @@ class _LightGBMScorer:
                 self.booster._handle, ctypes.c_int(0), ctypes.c_int(0), ctypes.c_int(-1),
                 ctypes.c_int(1), ctypes.c_int32(n_features), c_str("num_threads=1"),
                 ctypes.byref(self._fast_config)))
-            self._fast = lib.LGBM_BoosterPredictForMatSingleRowFast
             weakref.finalize(self, lib.LGBM_FastConfigFree, self._fast_config)
+            # the same entry point with predict_type 2 (C_API_PREDICT_LEAF_INDEX), for reasons
+            safe_call(lib.LGBM_BoosterPredictForMatSingleRowFastInit(
+                self.booster._handle, ctypes.c_int(2), ctypes.c_int(0), ctypes.c_int(-1),
+                ctypes.c_int(1), ctypes.c_int32(n_features), c_str("num_threads=1"),
+                ctypes.byref(self._leaf_config)))
+            weakref.finalize(self, lib.LGBM_FastConfigFree, self._leaf_config)
+            self._fast = lib.LGBM_BoosterPredictForMatSingleRowFast
         except (ImportError, AttributeError, KeyError, lgb.basic.LightGBMError):
             self._fast = None
 
@@ -336,10 +347,21 @@ class _LightGBMScorer:
         return out
 
     def contributions_one(self, x: Sequence[float]) -> list[float]:
-        row = np.asarray([[math.nan if v is None else v for v in x]], dtype=np.float64)
-        with self._lock:   # Booster.predict is not documented as thread-safe
-            out = self.booster.predict(row, pred_contrib=True, num_threads=1)
-        return [float(v) for v in np.asarray(out)[0, :self.n_features]]
+        """Path attributions (see :mod:`._attribution`), built on first use."""
+        if self._attribution is None:
+            self._attribution = PathAttribution(self.booster.dump_model(), self.n_features)
+        leaves: Sequence[float] | None = None
+        if self._fast is not None:
+            with self._lock:
+                self._row[:] = [math.nan if v is None else v for v in x]
+                ret = self._fast(self._leaf_config, self._row, ctypes.byref(self._out_len),
+                                 self._leaves)
+                leaves = self._leaves[:] if ret == 0 else None
+        if leaves is None:
+            row = np.asarray([[math.nan if v is None else v for v in x]], dtype=np.float64)
+            with self._lock:   # Booster.predict is not documented as thread-safe
+                leaves = np.asarray(self.booster.predict(row, pred_leaf=True, num_threads=1))[0]
+        return self._attribution.contributions(leaves)
 
     def predict_one(self, x: Sequence[float]) -> float:
         if self._fast is None:
