@@ -78,24 +78,33 @@ def _created(info: VersionInfo) -> str:
 
 
 @models_app.command("list")
-def list_versions(workspace: WorkspaceOption = None, model: ModelOption = DEFAULT_MODEL_NAME,
+def list_versions(workspace: WorkspaceOption = None,
+                  model: Annotated[str | None, typer.Option(
+                      "--model", "-m", help="Registered model name (default: every model).")]
+                  = None,
                   tracking_uri: TrackingOption = None, as_json: JsonOption = False) -> None:
-    """Print every version of the model, newest first: roles, created, key metrics, features."""
-    registry = _registry(workspace, tracking_uri, model)
-    versions = registry.versions()
+    """Print every version of the model (or of every model), newest first: roles, created, key
+    metrics, features."""
+    registry = _registry(workspace, tracking_uri, model or DEFAULT_MODEL_NAME)
+    names = [model] if model else registry.model_names()
+    listed = {name: registry.versions(model_name=name) for name in names}
     if as_json:
-        out.print_json(json.dumps([asdict(v) for v in versions], default=str))
+        out.print_json(json.dumps([asdict(v) for versions in listed.values() for v in versions],
+                                  default=str))
         return
-    table = Table(title=f"model {model} ({len(versions)} versions)", title_justify="left")
-    for column in ("version", "roles", "created", *KEY_METRICS, "feature set", "definition hash",
-                   "run"):
-        table.add_column(column, justify="right" if column in KEY_METRICS else "left")
-    for info in versions:
-        table.add_row(str(info.version), ", ".join(info.roles) or "-", _created(info),
-                      *(_fmt(key_metric(info.metrics, label)) for label in KEY_METRICS),
-                      info.feature_set or "-", _short(info.definition_hash),
-                      _short(info.run_id, 8))
-    out.print(table)
+    if not listed:
+        out.print(f"no registered models in {registry.tracking_uri}: run 'fraudops train'")
+    for name, versions in listed.items():
+        table = Table(title=f"model {name} ({len(versions)} versions)", title_justify="left")
+        for column in ("version", "roles", "created", *KEY_METRICS, "feature set",
+                       "definition hash", "run"):
+            table.add_column(column, justify="right" if column in KEY_METRICS else "left")
+        for info in versions:
+            table.add_row(str(info.version), ", ".join(info.roles) or "-", _created(info),
+                          *(_fmt(key_metric(info.metrics, label)) for label in KEY_METRICS),
+                          info.feature_set or "-", _short(info.definition_hash),
+                          _short(info.run_id, 8))
+        out.print(table)
 
 
 @models_app.command()

@@ -337,10 +337,11 @@ class ModelRegistry:
                 raise RegistryError(f"model {name!r}: {exc.message}") from exc
             raise RegistryError(
                 f"no registered model {name!r} in {redact(self.tracking_uri)}; models:"
-                f" {self._model_names() or 'none'} (train and register one first)") from None
+                f" {self.model_names() or 'none'} (train and register one first)") from None
         return {alias: int(version) for alias, version in (model.aliases or {}).items()}
 
-    def _model_names(self) -> list[str]:
+    def model_names(self) -> list[str]:
+        """Every registered model (one per tenant: ``fraud-<tenant>``), sorted."""
         with mlflow_errors("listing models"):
             return sorted(str(m.name) for m in self._client.search_registered_models())
 
