@@ -11,7 +11,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    model_validator,
+)
 
 from fraudops.core import SchemaError
 from fraudops.events import ENTITY_KEYS, check_attribute_name
@@ -23,6 +33,30 @@ MAX_BATCH = 10_000
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$",
                             examples=["acme"])]
 Key = Annotated[str | None, Field(default=None, min_length=1, max_length=256)]
+
+
+def _iso_text(value: Any) -> Any:
+    """Times are ISO 8601 text, as the schema says; a bare number is ambiguous (seconds?
+    milliseconds?) and refused rather than guessed."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO 8601 date-time string with a timezone, "
+                         "e.g. 2026-11-29T10:15:00Z")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    """In UTC, within 1970–2199: the event clock is microseconds since the epoch, and a time
+    whose UTC value leaves the calendar (0001-01-01T00:30+01:00) is an input error."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the calendar once converted to UTC") from None
+    if not 1970 <= utc.year < 2200:
+        raise ValueError("must lie between 1970 and 2199 (UTC)")
+    return utc
+
+
+Time = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_in_utc)]
 _SCALAR = (str, int, float, bool)
 
 
@@ -36,7 +70,7 @@ class TransactionIn(BaseModel):
                       "terminal_id": "T9", "channel": "web"}]})
 
     event_id: Annotated[str, Field(min_length=1, max_length=128)]
-    event_time: AwareDatetime
+    event_time: Time
     amount_cents: Annotated[StrictInt, Field(ge=-(10**15), le=10**15,
                                              description="Amount in minor units (cents).")]
     tenant: Name | None = Field(None, description="Defaults to the API key's tenant.")
@@ -88,7 +122,7 @@ class LabelIn(BaseModel):
 
     event_id: Annotated[str, Field(min_length=1, max_length=128)]
     is_fraud: StrictBool
-    label_time: AwareDatetime
+    label_time: Time
     tenant: Name | None = None
     source: Annotated[str, Field(max_length=128)] = "api"
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import fraudops
@@ -45,6 +45,7 @@ from ._runtime import Runtime, ServingConfig
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "description": text} for code, text in (
+        (400, "The body is not JSON text at all (e.g. not UTF-8)"),
         (401, "Missing, unknown or revoked API key"), (403, "The key may not act for this tenant"),
         (404, "Unknown tenant or event"), (413, "Request body too large"),
         (422, "Invalid input; the detail names the field and the reason"),
@@ -118,12 +119,14 @@ def create_app(runtime: Runtime | None = None, *, config: ServingConfig | None =
 
     # -- scoring -----------------------------------------------------------------------------
     @app.post("/v1/score", response_model=ScoreOut, responses=_ERRORS, tags=["scoring"])
-    async def score(tx: TransactionIn, who: Caller,
+    def score(tx: TransactionIn, who: Caller,
               explain: Annotated[bool, Query(description="Also return the feature values.")]
-              = False) -> ScoreOut:
+              = False) -> Response:
         """Decide on one transaction with the tenant's live (or canary) model."""
         tenant = _tenant(who, tx.tenant)
-        return _score_out(rt().engine.score(tx.event(tenant), explain=explain))
+        out = _score_out(rt().engine.score(tx.event(tenant), explain=explain))
+        # already valid by construction: skip FastAPI's second validation of the response
+        return JSONResponse(out.model_dump(mode="json"))
 
     @app.post("/v1/score/batch", response_model=BatchOut, responses=_ERRORS, tags=["scoring"])
     def score_batch(batch: BatchIn, who: Caller,
@@ -223,7 +226,9 @@ def create_app(runtime: Runtime | None = None, *, config: ServingConfig | None =
                 "refused_revision": runtime.refused_revision, "error": runtime.last_error}
         return JSONResponse(body, status_code=200 if runtime.engine.plans else 503)
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse, responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+              "description": "Prometheus text exposition format"}})
     def metrics() -> Response:
         """Prometheus metrics (requests, latency per model and role, actions, errors)."""
         m = rt().metrics
@@ -235,8 +240,10 @@ def create_app(runtime: Runtime | None = None, *, config: ServingConfig | None =
     return app
 
 
-def _caller(request: Request, authorization: Annotated[str | None, Header()] = None,
-            x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
+async def _caller(request: Request, authorization: Annotated[str | None, Header()] = None,
+                  x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
+    """The key's record. ``async``: a sync dependency costs a thread-pool hop per request
+    (~0.4 ms of CPU); a cache hit is a hash and a dict lookup, a miss one indexed read."""
     key = x_api_key
     if key is None and authorization is not None:
         scheme, _, token = authorization.partition(" ")

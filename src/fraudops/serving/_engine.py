@@ -73,17 +73,21 @@ class ScoringEngine:
         Runs shadow models off the request path; ``None`` skips shadows.
     n_reasons : int
         How many feature contributions a decision carries (0: none, saves ~20–60 µs).
+    max_future : timedelta
+        How far ahead of the server's clock an ``event_time`` may be (clock skew).
     """
 
     def __init__(self, online: OnlineEngine, models: ModelPool, plans: Mapping[str, TenantPlan],
                  *, log: DecisionSink | None, shadows: ShadowRunner | None = None,
-                 metrics: ServingMetrics | None = None, n_reasons: int = 3) -> None:
+                 metrics: ServingMetrics | None = None, n_reasons: int = 3,
+                 max_future: timedelta = timedelta(days=1)) -> None:
         self.online = online
         self.models = models
         self.log = log
         self.shadows = shadows
         self.metrics = metrics
         self.n_reasons = n_reasons
+        self.max_future = max_future
         self.revision = 0
         self._routes: dict[str, _TenantRoute] = {}
         self._swap = threading.Lock()
@@ -106,6 +110,8 @@ class ScoringEngine:
                 plan, loaded[plan.live], None if plan.canary is None else loaded[plan.canary.model],
                 tuple((loaded[s.model], s.sample) for s in plan.shadows))
         with self._swap:
+            if revision is not None and revision < self.revision:
+                return   # a slower load of an older revision must not undo a newer one
             self._routes = routes
             if revision is not None:
                 self.revision = revision
@@ -131,41 +137,43 @@ class ScoringEngine:
               source: str = "api") -> ScoreResult:
         """Decide on one canonical transaction (``event_time`` aware datetime or µs).
 
-        A retried ``(tenant, event_id)`` already in the log returns the logged decision: the
-        online state already holds the event (or, for a retry much later, has moved past it),
-        so a retry changes nothing.
+        A retried ``(tenant, event_id)`` already in the log returns the logged decision and
+        changes nothing (one indexed read per call buys that). An ``event_time`` more than
+        ``max_future`` ahead of the clock is refused.
         """
         start = time.perf_counter_ns()
-        tenant = event["tenant"]
+        tenant, event_id = event["tenant"], event["event_id"]
         model, role = self.deciding_model(tenant, event)
-        try:
-            features = self.online.process_one(event)
-        except InputError:
-            # too late for the state, unless it is a retry of an event decided long ago
-            logged = None if self.log is None else self.log.get(tenant, event["event_id"])
-            if logged is None:
-                raise
+        event_time = _datetime(event["event_time"])
+        if event_time > datetime.now(UTC) + self.max_future:
+            raise InputError(f"event {event_id!r}: event_time {event_time.isoformat()} is more than "
+                             f"{self.max_future} ahead of this server's clock; a time in the future "
+                             "would make every later event of its card look late")
+        # a retry (same tenant and event_id) gets the logged decision, whatever else it
+        # carries now: a re-stamped retry must not enter the state a second time
+        logged = None if self.log is None else self.log.get(tenant, event_id)
+        if logged is not None:
             return ScoreResult(logged, None, True)
+        features = self.online.process_one(event)
         vector = model.model.vector(features)
         p = model.model.predict_one(vector)
         reasons = self._reasons(model, vector) if self.n_reasons else ()
         latency = (time.perf_counter_ns() - start) // 1000
         decision = Decision(
-            tenant=tenant, event_id=event["event_id"], event_time=_datetime(event["event_time"]),
+            tenant=tenant, event_id=event_id, event_time=event_time,
             decided_at=datetime.now(UTC), model_name=model.ref.name,
             model_version=model.ref.version, role=role,  # type: ignore[arg-type]
             probability=p, score=model.policy.score(p), action=model.policy.action(p),
             latency_us=latency, reasons=reasons, source=source)
-        replayed = False
         if self.log is not None:
             decision, inserted = self.log.record(decision)
-            replayed = not inserted
+            if not inserted:   # a concurrent retry logged it first
+                return ScoreResult(decision, None, True)
         if self.metrics is not None:
             self.metrics.scoring_latency.labels(str(model.ref), role).observe(latency / 1e6)
             self.metrics.decisions.labels(tenant, str(model.ref), role, decision.action).inc()
-        if not replayed:
-            self._shadow(tenant, decision.event_id, features)
-        return ScoreResult(decision, dict(features) if explain else None, replayed)
+        self._shadow(tenant, event_id, features)
+        return ScoreResult(decision, dict(features) if explain else None, False)
 
     def label(self, label: Mapping[str, Any]) -> int:
         """Apply one late label (``tenant, event_id, is_fraud, label_time``) to the state."""

@@ -67,13 +67,15 @@ class ServingConfig:
     shadow_queue: int = 10_000
     plan_poll_s: float = 1.0
     max_lateness_s: float = 3600.0
+    max_future_s: float = 86_400.0
     max_body_bytes: int = 1_000_000
     max_batch_body_bytes: int = 32_000_000
 
     def __post_init__(self) -> None:
         if self.state not in ("memory", "sqlite", "redis"):
             raise ValueError(f"The 'state' setting must be memory, sqlite or redis; got {self.state!r}")
-        for name in ("plan_poll_s", "max_body_bytes", "max_batch_body_bytes", "shadow_queue"):
+        for name in ("plan_poll_s", "max_body_bytes", "max_batch_body_bytes", "shadow_queue",
+                     "max_future_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"The {name!r} setting must be > 0; got {getattr(self, name)!r}")
         if self.n_reasons < 0:
@@ -124,7 +126,8 @@ class Runtime:
         self.last_error: str | None = None
         self.engine = ScoringEngine(self.online, self.pool, {}, log=self.log,
                                     shadows=self.shadow_runner, metrics=self.metrics,
-                                    n_reasons=config.n_reasons)
+                                    n_reasons=config.n_reasons,
+                                    max_future=timedelta(seconds=config.max_future_s))
         self._apply(revision, plans)
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="fraudops-plan-watcher",

@@ -202,3 +202,26 @@ def test_health_ready_and_metrics(served: Served, client: TestClient, world: Wor
     assert f'model="{MODEL}/v1"' in text
     assert "fraudops_scoring_seconds_bucket" in text
     assert 'fraudops_requests_total{route="/v1/score",status="200"}' in text
+
+
+def test_a_restamped_retry_is_not_counted_twice(world: World, served: Served,
+                                                client: TestClient) -> None:
+    first, second = (_json(e) for e in first_events(world, 2))
+    client.post("/v1/score", json=first, headers=_auth(served.tenant_key))
+    later = (datetime.fromisoformat(first["event_time"]) + timedelta(seconds=5)).isoformat()
+    retry = client.post("/v1/score", json={**first, "event_time": later},
+                        headers=_auth(served.tenant_key)).json()
+    assert retry["replayed"] is True
+    same_card = {**second, "event_id": "next", "card_id": first["card_id"],
+                 "event_time": (datetime.fromisoformat(later) + timedelta(seconds=1)).isoformat()}
+    answer = client.post("/v1/score?explain=true", json=same_card,
+                         headers=_auth(served.tenant_key)).json()
+    assert answer["features"]["count_1h_by_card"] == 2   # the first event once, and this one
+
+
+def test_an_event_far_in_the_future_is_refused(world: World, served: Served,
+                                               client: TestClient) -> None:
+    event = {**_json(first_events(world, 1)[0]), "event_time": "2199-01-01T00:00:00Z"}
+    r = client.post("/v1/score", json=event, headers=_auth(served.tenant_key))
+    assert r.status_code == 422
+    assert "ahead of this server's clock" in r.json()["detail"]
