@@ -14,8 +14,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,7 +22,7 @@ import pyarrow.parquet as pq
 from fraudops.core import StoreError
 
 from ._records import Decision, Reason, ShadowScore
-from ._sql import Database, Row, Session, from_micros, to_micros
+from ._sql import Database, OnDatabase, Row, Session, from_micros, to_micros
 
 _DDL = (
     ("decisions", """CREATE TABLE IF NOT EXISTS decisions (
@@ -70,7 +69,7 @@ SHADOW_SCHEMA = pa.schema([
 CHUNK_ROWS = 50_000
 
 
-class DecisionLog:
+class DecisionLog(OnDatabase):
     """Decisions and shadow scores in SQLite or PostgreSQL, shared by every serving process.
 
     Open with :meth:`open`; one object serves all the threads of a process (a connection per
@@ -206,17 +205,6 @@ class DecisionLog:
             yield pa.record_batch([pa.array(c, type=f.type) for c, f in zip(columns, schema,
                                                                             strict=True)],
                                   schema=schema)
-
-    def close(self) -> None:
-        """Close this process's connections."""
-        self.db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.close()
 
 
 def _query(table: str, columns: str, time: str, tenant: str | None, since: datetime | None,

@@ -12,13 +12,11 @@ import builtins
 import hashlib
 import secrets
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Self
 
 from fraudops.core import InputError, StoreError
 
 from ._records import ApiKey
-from ._sql import Database, Row, Session, from_micros, to_micros
+from ._sql import Database, OnDatabase, Row, Session, from_micros, to_micros
 
 _DDL = (
     ("api_keys", """CREATE TABLE IF NOT EXISTS api_keys (
@@ -32,7 +30,7 @@ PREFIX = "fo_"
 _DRAWS = 5
 
 
-class ApiKeys:
+class ApiKeys(OnDatabase):
     """The API keys of the serving layer; ``tenant`` None is an admin key.
 
     Examples
@@ -112,17 +110,6 @@ class ApiKeys:
         rows = self.db.run("list API keys", lambda session: session.all(
             f"SELECT {_COLUMNS} FROM api_keys {where}ORDER BY created_at_us, key_id", params))
         return [_api_key(row) for row in rows]
-
-    def close(self) -> None:
-        """Close this process's connections."""
-        self.db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.close()
 
 
 def _sha256(key: str) -> str:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from fraudops.core import InputError, StoreError
 
 from ._plan import TenantPlan
 from ._records import PlanChange
-from ._sql import Database, Row, Session, from_micros, to_micros
+from ._sql import Database, OnDatabase, Row, Session, from_micros, to_micros
 
 _DDL = (
     ("plan_changes", """CREATE TABLE IF NOT EXISTS plan_changes (
@@ -35,7 +34,7 @@ _DDL = (
 _CHANGE_COLUMNS = "revision, tenant, actor, changed_at_us, previous, plan, reason"
 
 
-class PlanStore:
+class PlanStore(OnDatabase):
     """Each tenant's current :class:`TenantPlan`, with an append-only audit of changes.
 
     Open with :meth:`open` (SQLite or PostgreSQL URL; the decision log's database may be
@@ -139,17 +138,6 @@ class PlanStore:
         session.execute(f"INSERT INTO plan_changes ({_CHANGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         row)
         return _change(row)
-
-    def close(self) -> None:
-        """Close this process's connections."""
-        self.db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.close()
 
 
 def _check_actor(actor: str) -> None:

@@ -36,7 +36,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -409,3 +410,20 @@ def to_micros(moment: datetime, what: str) -> int:
 def from_micros(micros: int) -> datetime:
     """The UTC datetime of :func:`to_micros`."""
     return _EPOCH + timedelta(microseconds=micros)
+
+
+class OnDatabase:
+    """``close()`` and the context manager of a store kept in one :class:`Database`."""
+
+    db: Database
+
+    def close(self) -> None:
+        """Close this process's connections."""
+        self.db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()

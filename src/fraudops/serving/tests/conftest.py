@@ -8,11 +8,13 @@ as of day 24. Tests copy it (the registry's artifacts stay in the template, read
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pyarrow as pa
 import pytest
 
@@ -22,8 +24,25 @@ from fraudops.features import FeatureSet, OfflineEngine, starter_definitions, wo
 from fraudops.models import ModelRegistry, TrainingPlan, register_training, train_model
 from fraudops.serving import ApiKeys, ModelRef, PlanStore, Runtime, ServingConfig, TenantPlan
 
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 TENANT = "acme"
 MODEL = "fraud-acme"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL schema of the test's own on the real server, dropped afterwards; skipped,
+    with the reason, only when the server is unreachable."""
+    schema = f"fraudops_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is unreachable ({str(exc).strip()})")
+    try:
+        yield f"{POSTGRES}?schema={schema}"
+    finally:
+        admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.close()
 
 
 @dataclass(frozen=True)
