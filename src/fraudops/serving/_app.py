@@ -94,29 +94,13 @@ def create_app(runtime: Runtime | None = None, *, config: ServingConfig | None =
             rt().metrics.errors.labels(str(status)).inc()
         return JSONResponse({"detail": detail}, status_code=status)
 
-    @app.exception_handler(NotAuthorized)
-    async def _unauthorized(_: Request, e: NotAuthorized) -> JSONResponse:
-        return problem(e.status, str(e))
-
-    @app.exception_handler(UnknownTenant)
-    async def _unknown(_: Request, e: UnknownTenant) -> JSONResponse:
-        return problem(404, str(e))
-
-    @app.exception_handler(InputError)
-    async def _input(_: Request, e: InputError) -> JSONResponse:
-        return problem(422, str(e))
-
-    @app.exception_handler(ModelLoadError)
-    async def _model(_: Request, e: ModelLoadError) -> JSONResponse:
-        return problem(422, str(e))
-
-    @app.exception_handler(StoreError)
-    async def _store(_: Request, e: StoreError) -> JSONResponse:
-        return problem(503, str(e))
-
     @app.exception_handler(FraudopsError)
-    async def _other(_: Request, e: FraudopsError) -> JSONResponse:
-        return problem(422, str(e))
+    async def _known(_: Request, e: Exception) -> JSONResponse:
+        """Each error of the fraudops tree is one status; the most specific class wins."""
+        if isinstance(e, NotAuthorized):
+            return problem(e.status, str(e))
+        status = next(code for kind, code in _STATUS if isinstance(e, kind))
+        return problem(status, str(e))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
@@ -273,6 +257,13 @@ Caller = Annotated[ApiKey, Depends(_caller)]
 def app_from_env() -> FastAPI:
     """The uvicorn factory of ``fraudops serve`` (each worker builds its own runtime)."""
     return create_app()
+
+
+#: status of each error (first match): a bad or unknown input is the caller's to fix (4xx),
+#: a store that does not answer is ours (503, retry)
+_STATUS: tuple[tuple[type[FraudopsError], int], ...] = (
+    (UnknownTenant, 404), (InputError, 422), (ModelLoadError, 422), (StoreError, 503),
+    (FraudopsError, 422))
 
 
 def _tenant(who: ApiKey, asked: str | None) -> str:
