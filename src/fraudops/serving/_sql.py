@@ -146,7 +146,16 @@ class Database:
                     session.execute(statement)
 
         try:
-            if db.run("look for the tables", lambda session: db._existing(session, names)) != set(names):
+            # a fresh SQLite file is switched to WAL by whichever process connects first; a
+            # second one opening at that moment (the workers of one server) may time out once
+            for attempt in (1, 2, 3):
+                try:
+                    found = db.run("look for the tables", lambda s: db._existing(s, names))
+                    break
+                except StoreTimeout:
+                    if attempt == 3:
+                        raise
+            if found != set(names):
                 db.run("create the tables", create, write=True)
         except BaseException:
             db.close()
