@@ -21,7 +21,7 @@ from fraudops.features import OnlineEngine
 from ._errors import UnknownTenant
 from ._metrics import ServingMetrics
 from ._model_pool import LoadedModel, ModelPool
-from ._plan import ModelRef, TenantPlan, sampled
+from ._plan import TenantPlan, sampled
 from ._records import Decision, Reason, ShadowScore
 from ._shadow import ShadowJob, ShadowRunner
 
@@ -124,9 +124,9 @@ class ScoringEngine:
                                 f"for it first (fraudops deploy {tenant} --live MODEL/VERSION)")
         return route
 
-    def deciding_model(self, tenant: str, event: Mapping[str, Any]) -> tuple[LoadedModel, str]:
+    @staticmethod
+    def _deciding(route: _TenantRoute, event: Mapping[str, Any]) -> tuple[LoadedModel, str]:
         """The model that decides for this event and its role (``live`` or ``canary``)."""
-        route = self.route(tenant)
         if route.canary is None:
             return route.live, "live"
         _, role = route.plan.deciding(_canary_key(event))
@@ -143,7 +143,8 @@ class ScoringEngine:
         """
         start = time.perf_counter_ns()
         tenant, event_id = event["tenant"], event["event_id"]
-        model, role = self.deciding_model(tenant, event)
+        route = self.route(tenant)   # once: the decision and its shadows use one plan
+        model, role = self._deciding(route, event)
         event_time = _datetime(event["event_time"])
         if event_time > datetime.now(UTC) + self.max_future:
             raise InputError(f"event {event_id!r}: event_time {event_time.isoformat()} is more than "
@@ -172,7 +173,7 @@ class ScoringEngine:
         if self.metrics is not None:
             self.metrics.scoring_latency.labels(str(model.ref), role).observe(latency / 1e6)
             self.metrics.decisions.labels(tenant, str(model.ref), role, decision.action).inc()
-        self._shadow(tenant, event_id, features)
+        self._shadow(route, tenant, event_id, features)
         return ScoreResult(decision, dict(features) if explain else None, False)
 
     def label(self, label: Mapping[str, Any]) -> int:
@@ -187,17 +188,13 @@ class ScoringEngine:
         return tuple(Reason(names[i], None if vector[i] != vector[i] else vector[i],
                             contributions[i]) for i in order[:self.n_reasons])
 
-    def _shadow(self, tenant: str, event_id: str, features: Mapping[str, Any]) -> None:
-        route = self._routes.get(tenant)
-        if self.shadows is None or route is None or not route.shadows:
+    def _shadow(self, route: _TenantRoute, tenant: str, event_id: str,
+                features: Mapping[str, Any]) -> None:
+        if self.shadows is None or not route.shadows:
             return
         chosen = tuple(m for m, sample in route.shadows if sampled(tenant, event_id, m.ref, sample))
         if chosen:
             self.shadows.submit(ShadowJob(tenant, event_id, features, chosen))
-
-    @property
-    def model_refs(self) -> list[ModelRef]:
-        return [ref for route in self._routes.values() for ref in route.plan.models]
 
 
 def _canary_key(event: Mapping[str, Any]) -> str | None:
