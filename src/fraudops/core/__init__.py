@@ -14,6 +14,7 @@ from ._errors import (
     WorkspaceError,
 )
 from ._progress import Progress, null_progress
+from ._sqlite import WalCheckpointer, connect_shared, is_busy, retry_busy
 from ._workspace import CONFIG_FILE, Workspace, WorkspaceConfig, validate_name
 
 __all__ = [
@@ -28,11 +29,15 @@ __all__ = [
     "SchemaError",
     "StoreError",
     "StoreTimeout",
+    "WalCheckpointer",
     "Workspace",
     "WorkspaceConfig",
     "WorkspaceError",
+    "connect_shared",
     "format_duration",
+    "is_busy",
     "null_progress",
     "parse_duration",
+    "retry_busy",
     "validate_name",
 ]

@@ -101,7 +101,7 @@ class DecisionLog(OnDatabase):
         (``?schema=name`` keeps the tables in that schema). :class:`StoreError` names the
         expected forms when the URL is neither.
         """
-        return cls(Database.open(url, ddl=_DDL, what="decision log"))
+        return cls(Database.open(url, ddl=_DDL, what="decision log", checkpoint_every_s=0.2))
 
     # -- writing ---------------------------------------------------------------------------
     def record(self, decision: Decision) -> tuple[Decision, bool]:

@@ -42,7 +42,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
-from fraudops.core import InputError, StoreError, StoreTimeout
+from fraudops.core import (
+    InputError,
+    StoreError,
+    StoreTimeout,
+    WalCheckpointer,
+    connect_shared,
+    retry_busy,
+)
 
 Dialect = Literal["sqlite", "postgresql"]
 Row = tuple[Any, ...]
@@ -119,10 +126,16 @@ class Database:
         self._write_mutex = threading.Lock()
         self._open: list[tuple[threading.Thread, int, Any]] = []
         self._closed = False
+        self._checkpointer: WalCheckpointer | None = None
 
     @classmethod
-    def open(cls, url: str, *, ddl: Sequence[tuple[str, str]], what: str) -> Database:
+    def open(cls, url: str, *, ddl: Sequence[tuple[str, str]], what: str,
+             checkpoint_every_s: float | None = None) -> Database:
         """Connect, and create the tables and indexes that are missing.
+
+        ``checkpoint_every_s``: a SQLite database written on the request path (the decision
+        log) checkpoints its WAL on a thread of its own at that interval
+        (:class:`fraudops.core.WalCheckpointer`), so no commit stalls on it.
 
         ``ddl`` pairs each statement with the table or index it creates; a statement runs only
         if that object is missing. So opening an existing database takes no lock: a server
@@ -146,17 +159,13 @@ class Database:
                     session.execute(statement)
 
         try:
-            # a fresh SQLite file is switched to WAL by whichever process connects first; a
-            # second one opening at that moment (the workers of one server) may time out once
-            for attempt in (1, 2, 3):
-                try:
-                    found = db.run("look for the tables", lambda s: db._existing(s, names))
-                    break
-                except StoreTimeout:
-                    if attempt == 3:
-                        raise
+            # a second process opening a fresh SQLite file while the first switches it to WAL
+            # is answered "busy", even without a writer: run() waits that out
+            found = db.run("look for the tables", lambda s: db._existing(s, names))
             if found != set(names):
                 db.run("create the tables", create, write=True)
+            if checkpoint_every_s is not None and db.target.path is not None:
+                db._checkpointer = WalCheckpointer(db.target.path, interval_s=checkpoint_every_s)
         except BaseException:
             db.close()
             raise
@@ -182,48 +191,66 @@ class Database:
         """``work(session)`` in one transaction: committed if ``write``, else only read.
 
         SQLite writers take the write lock up front (``BEGIN IMMEDIATE``: a transaction that
-        read first could fail on the upgrade instead of waiting), and the threads of one
-        process queue on a mutex rather than in SQLite's sleeping busy handler. A PostgreSQL
-        connection found dead before the commit (server restarted, idle connection dropped)
-        is replaced and ``work`` run once more: the server discarded the unfinished
-        transaction, so nothing is done twice.
+        read first could fail on the upgrade instead of waiting); the threads of one process
+        queue on a mutex, other processes are waited for in short sleeps
+        (:func:`fraudops.core.retry_busy`), and ``work`` runs again after a busy answer
+        (its transaction was rolled back). A PostgreSQL connection found dead before the
+        commit (server restarted, idle connection dropped) is replaced and ``work`` run once
+        more: the server discarded the unfinished transaction, so nothing is done twice.
         """
-        with self._write_mutex if write and self.dialect == "sqlite" else nullcontext():
-            for attempt in (1, 2):
-                session, reused = self._session(doing)
-                try:
-                    if session.dialect == "sqlite":
-                        session.raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                    result = work(session)
-                except BaseException as exc:
-                    self._end(session, commit=False, doing=doing)
-                    if attempt == 1 and reused and isinstance(exc, psycopg.OperationalError) \
-                            and session.raw.broken:
-                        continue
-                    if isinstance(exc, sqlite3.Error | psycopg.Error):
-                        raise self.error(exc, doing) from None
-                    raise
-                self._end(session, commit=write, doing=doing)
-                return result
+        if self.dialect == "sqlite":
+            with self._write_mutex if write else nullcontext():
+                return self._run_sqlite(doing, work, write)
+        for attempt in (1, 2):
+            session, reused = self._session(doing)
+            try:
+                result = work(session)
+            except BaseException as exc:
+                self._end(session, commit=False, doing=doing)
+                if attempt == 1 and reused and isinstance(exc, psycopg.OperationalError) \
+                        and session.raw.broken:
+                    continue
+                if isinstance(exc, psycopg.Error):
+                    raise self.error(exc, doing) from None
+                raise
+            self._end(session, commit=write, doing=doing)
+            return result
         raise StoreError(f"{self.what} at {self.target.where}: {doing}: no connection")  # unreachable
 
-    def _end(self, session: Session, *, commit: bool, doing: str) -> None:
-        """Commit or roll back; a broken connection is dropped so the next call reconnects."""
-        failure: sqlite3.Error | psycopg.Error | None = None
+    def _run_sqlite(self, doing: str, work: Callable[[Session], T], write: bool) -> T:
+        session, _ = self._session(doing)
+        raw = session.raw
+
+        def attempt() -> T:
+            raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                result = work(session)
+                raw.execute("COMMIT" if write else "ROLLBACK")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+            return result
+
         try:
-            if session.dialect == "postgresql" and commit:
+            return retry_busy(attempt, timeout_s=LOCK_TIMEOUT_SECONDS)
+        except sqlite3.Error as exc:
+            raise self.error(exc, doing) from None
+
+    def _end(self, session: Session, *, commit: bool, doing: str) -> None:
+        """Commit or roll back (PostgreSQL); a broken connection is dropped so the next call
+        reconnects."""
+        failure: psycopg.Error | None = None
+        try:
+            if commit:
                 session.raw.commit()
-            elif session.dialect == "postgresql":
+            else:
                 session.raw.rollback()
-            elif session.raw.in_transaction:
-                session.raw.execute("COMMIT" if commit else "ROLLBACK")
-        except (sqlite3.Error, psycopg.Error) as exc:
+        except psycopg.Error as exc:
             failure = exc
-        broken = session.dialect == "postgresql" and bool(session.raw.broken or session.raw.closed)
+        broken = bool(session.raw.broken or session.raw.closed)
         if broken:
             self._local.session = None
-        elif session.dialect == "sqlite" and session.raw.in_transaction:
-            session.raw.execute("ROLLBACK")
         if failure is not None and commit:
             unknown = " (the connection broke during the commit: it may or may not be saved)"
             raise self.error(failure, doing + (unknown if broken else "")) from None
@@ -239,7 +266,7 @@ class Database:
         try:
             if self.dialect == "sqlite":
                 raw.execute("BEGIN")
-                cursor = raw.execute(sql, params)
+                cursor = retry_busy(lambda: raw.execute(sql, params), timeout_s=LOCK_TIMEOUT_SECONDS)
             else:
                 cursor = raw.cursor(name=f"fraudops_stream_{threading.get_ident()}")
                 cursor.itersize = chunk_rows
@@ -302,6 +329,8 @@ class Database:
 
     def close(self) -> None:
         """Close every connection this process opened; the object cannot be used again."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         with self._lock:
             self._closed = True
             opened, self._open = self._open, []
@@ -365,17 +394,8 @@ def _parse_postgresql(url: str, what: str) -> _Target:
 def _connect_sqlite(target: _Target) -> sqlite3.Connection:
     path = Path(target.path or "")
     path.parent.mkdir(parents=True, exist_ok=True)
-    raw = sqlite3.connect(path, timeout=LOCK_TIMEOUT_SECONDS, isolation_level=None,
-                          check_same_thread=False)
-    try:
-        raw.execute(f"PRAGMA busy_timeout = {int(LOCK_TIMEOUT_SECONDS * 1000)}")
-        raw.execute("PRAGMA journal_mode = WAL")
-        raw.execute(f"PRAGMA synchronous = {target.synchronous}")
-        raw.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_WAL_AUTOCHECKPOINT}")
-    except sqlite3.Error:
-        raw.close()
-        raise
-    return raw
+    return connect_shared(path, timeout_s=LOCK_TIMEOUT_SECONDS, synchronous=target.synchronous,
+                          wal_autocheckpoint=SQLITE_WAL_AUTOCHECKPOINT)
 
 
 def _connect_postgresql(target: _Target) -> psycopg.Connection[Row]:

@@ -173,6 +173,26 @@ def test_sqlite_updates_from_two_processes_are_not_lost(tmp_path: Path) -> None:
         assert store.get_many(["n"]) == [b"200"]
 
 
+def test_sqlite_update_recomputes_when_another_process_wrote_meanwhile(tmp_path: Path) -> None:
+    """``modify`` runs outside the write lock; a key changed before the commit makes it run
+    again on the new value, under the lock, so the other writer's change is kept."""
+    path = tmp_path / "state.db"
+    with SQLiteStore(path) as store, SQLiteStore(path) as other:
+        store.put_many({"n": b"1"})
+        seen: list[bytes | None] = []
+
+        def add_one(values: list[bytes | None]) -> tuple[dict[str, bytes | None], int]:
+            seen.append(values[0])
+            if len(seen) == 1:   # another process increments between our read and our commit
+                other.put_many({"n": b"10"})
+            total = int(values[0] or 0) + 1
+            return {"n": str(total).encode()}, total
+
+        assert store.update(["n"], add_one) == 11
+        assert seen == [b"1", b"10"]
+        assert other.get_many(["n"]) == [b"11"]
+
+
 def test_sqlite_lock_held_too_long_is_a_store_timeout(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     store = SQLiteStore(path, settings=StoreSettings(sqlite_timeout=0.05))
