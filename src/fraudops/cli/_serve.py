@@ -29,6 +29,7 @@ from fraudops.serving import (
     ShadowSpec,
     TenantPlan,
     registry_loader,
+    run_workers,
 )
 from fraudops.serving._runtime import CONFIG_ENV
 
@@ -81,9 +82,17 @@ def serve(
     err.print(f"fraudops serving {config.workspace} on http://{host}:{port} "
               f"({workers} worker(s), state {state}, log {config.database_url().split('?')[0]})")
     try:
-        uvicorn.run("fraudops.serving:app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_level=log_level, access_log=False,
-                    timeout_graceful_shutdown=10)
+        uv = uvicorn.Config("fraudops.serving:app_from_env", factory=True, host=host, port=port,
+                            log_level=log_level, access_log=False, timeout_graceful_shutdown=10)
+        if workers == 1:
+            uvicorn.Server(uv).run()
+        else:   # one SO_REUSEPORT socket per worker: connections spread evenly
+            try:
+                status = run_workers(uv, workers)
+            except OSError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--port") from None
+            if status:
+                raise typer.Exit(status)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

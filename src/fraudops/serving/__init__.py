@@ -13,6 +13,7 @@ from ._plan_store import PlanStore
 from ._records import ApiKey, Decision, PlanChange, Reason, ShadowScore
 from ._runtime import Runtime, ServingConfig
 from ._shadow import ShadowJob, ShadowRunner
+from ._workers import run_workers
 
 __all__ = [
     "ApiKey",
@@ -43,4 +44,5 @@ __all__ = [
     "bucket",
     "create_app",
     "registry_loader",
+    "run_workers",
 ]

@@ -167,6 +167,20 @@ class Server:
                         out[pid] = out.get(pid, 0.0) + sample.value
         return out
 
+    def workers(self) -> set[int]:
+        """PIDs of the worker processes (the supervisor's children, its helpers excluded)."""
+        pid = self.process.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return set()
+        found = set()
+        for child in children:
+            with suppress(OSError):
+                if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.add(int(child))
+        return found
+
     def kill(self) -> None:
         """SIGKILL the supervisor and its workers at once: a crash, nothing flushed."""
         self._signal(signal.SIGKILL)

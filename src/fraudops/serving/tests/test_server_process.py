@@ -8,7 +8,10 @@ change reaches every worker within seconds, audited, without a restart.
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import signal
+import socket
 import threading
 import time
 import uuid
@@ -35,6 +38,7 @@ from fraudops.features import (
 from fraudops.serving import DecisionLog, ServingConfig, bucket
 
 from ._server import Server, database_url, deploy, label_json, serving, transaction_json
+from ._server import start_ready as start_ready_server
 from .conftest import MODEL, TENANT, World, first_events
 
 pytestmark = pytest.mark.slow
@@ -325,6 +329,41 @@ def test_two_workers_decide_like_one(world: World, tmp_path: Path, redis_prefix:
             differences += [(name, event_id, *m)
                             for m in _feature_mismatches(got["features"], want["features"])]
     assert differences == [], differences[:5]
+
+
+# -- 2b. the supervisor of several workers ---------------------------------------------------
+def test_a_dead_worker_is_replaced_and_workers_die_with_their_supervisor(
+        workspace: Path) -> None:
+    """kill -9 of one worker: the server keeps answering and starts another on its socket;
+    kill -9 of the supervisor: its workers stop by themselves and the port closes."""
+    keys = deploy(workspace)
+    server = start_ready_server(workspace, workers=2, state="sqlite")
+    try:
+        before = server.workers()
+        assert len(before) == 2
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        with server.client(keys.tenant, keepalive=False) as client:
+            _eventually(lambda: len(server.workers() - before) == 1 and victim not in server.workers(),
+                        30.0, "a new worker in place of the killed one")
+            _eventually(lambda: client.get("/readyz").status_code == 200, 30.0, "ready again")
+            assert client.get("/healthz").status_code == 200
+        workers = server.workers()
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+        _eventually(lambda: not any(_alive(pid) for pid in workers), 15.0,
+                    "the workers of a killed supervisor exit")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+    finally:
+        server.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
 
 
 # -- 3. plan changes reach every worker, audited ---------------------------------------------
