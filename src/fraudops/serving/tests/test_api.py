@@ -164,6 +164,56 @@ def test_bad_input_gets_a_4xx_naming_the_field(world: World, served: Served, cli
     assert served.runtime.log.count() == 0
 
 
+def _reference_route(app: Any) -> None:
+    """``POST /reference/score``: the endpoint of ``/v1/score`` with FastAPI's own request
+    handling, the behaviour the direct route of ``/v1/score`` must reproduce."""
+    [score] = [r for r in app.routes if getattr(r, "path", "") == "/v1/score"]
+    app.router.add_api_route("/reference/score", score.endpoint, methods=["POST"])
+
+
+def test_the_score_route_reads_requests_exactly_as_fastapi_would(
+        world: World, served: Served) -> None:
+    """Every kind of bad request (and a good one) gets the same status and body from the
+    direct route of ``/v1/score`` as from FastAPI's generic handling of the same endpoint."""
+    app = create_app(served.runtime)
+    _reference_route(app)
+    good = _json(first_events(world, 1)[0])
+    key = _auth(served.tenant_key)
+    json_type = {"content-type": "application/json"}
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("no body", {"headers": {**key, **json_type}}),
+        ("no content type", {"content": b'{"a": 1}', "headers": key}),
+        ("text/plain", {"content": b'{"a": 1}', "headers": {**key, "content-type": "text/plain"}}),
+        ("vendor json", {"json": {**good, "event_id": "v"},
+                         "headers": {**key, "content-type": "application/vnd.x+json"}}),
+        ("broken json", {"content": b'{"event_id": ', "headers": {**key, **json_type}}),
+        ("not utf-8", {"content": b'{"event_id": "\xff\xfe"}', "headers": {**key, **json_type}}),
+        ("json array", {"json": [good], "headers": key}),
+        ("wrong types", {"json": {**good, "amount_cents": "12.5", "event_time": 3},
+                         "headers": key}),
+        ("bad explain and body", {"json": {**good, "amount_cents": 1.5},
+                                  "params": {"explain": "maybe"}, "headers": key}),
+        ("no key, bad body", {"json": {"x": 1}}),
+        ("bad key", {"json": good, "headers": _auth("fo_nope")}),
+        ("other tenant", {"json": {**good, "tenant": "other"}, "headers": key}),
+        ("explain=yes", {"json": {**good, "event_id": "e-yes"}, "params": {"explain": "yes"},
+                         "headers": key}),
+    ]
+    with TestClient(app) as client:
+        for name, request in cases:
+            direct = client.post("/v1/score", **request)
+            if direct.status_code == 200:   # the reference decides on another event
+                request = {**request, "json": {**request["json"], "event_id": "reference"}}
+            reference = client.post("/reference/score", **request)
+            assert direct.status_code == reference.status_code, (name, direct.text, reference.text)
+            if direct.status_code == 200:
+                assert direct.json().keys() == reference.json().keys(), name
+                explained = "params" in request
+                assert (direct.json()["features"] is not None) == explained, name
+            else:
+                assert direct.json() == reference.json(), name
+
+
 def test_keys_and_tenants(world: World, served: Served, client: TestClient) -> None:
     event = _json(first_events(world, 1)[0])
     assert client.post("/v1/score", json=event).status_code == 401
