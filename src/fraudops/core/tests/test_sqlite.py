@@ -106,7 +106,8 @@ def test_the_checkpointer_copies_committed_rows_into_the_database_file(tmp_path:
         while checkpointer.runs == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
         busy, frames, copied = checkpointer.last or (1, -1, -2)
-        assert (busy, copied) == (0, frames) and frames > 0
+        assert (busy, copied) == (0, frames)
+        assert frames > 0
         assert checkpointer.error is None
     finally:
         checkpointer.close()
