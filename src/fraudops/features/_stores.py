@@ -19,7 +19,7 @@ Implementations, all real and supported:
   WAL journal, optimistic read-modify-writes committed in ``BEGIN IMMEDIATE`` (readers never
   block), short waits for another process's writer (:func:`fraudops.core.retry_busy`).
 * :class:`RedisStore`: several serving replicas sharing state; each read-modify-write is an
-  optimistic ``WATCH``/``MULTI``/``EXEC`` transaction on the event's keys, retried on conflict.
+  optimistic ``MGET`` then a compare-and-set script on the event's keys, retried on conflict.
 
 Timeouts come from one place, :class:`StoreSettings`. Failures raise
 :class:`fraudops.core.StoreError`, and :class:`fraudops.core.StoreTimeout` when the store did
@@ -296,14 +296,15 @@ class SQLiteStore(_Closing):
 class RedisStore(_Closing):
     """State in Redis, shared by several serving replicas; atomic per event.
 
-    Every :meth:`update` is an optimistic transaction: ``WATCH`` the event's keys, ``MGET``
-    them, compute, then ``MULTI``/``SET``.../``EXEC``. If another replica wrote one of the
-    keys in between, ``EXEC`` fails and the whole read-modify-write is retried (at most
-    ``settings.redis_max_attempts`` times, then :class:`StoreTimeout`). Why not a Lua script:
-    the modification is the feature computation itself, which lives in Python; a script
-    could only take a lock, which costs the same round trips, blocks other replicas while the
-    holder computes, and leaves stale locks behind a crashed replica. Conflicts are rare
-    (two replicas scoring the same card in the same millisecond), so optimism is cheap.
+    Every :meth:`update` is optimistic, in two round trips: ``MGET`` the event's keys,
+    compute, then a compare-and-set script that writes only if every key still holds what was
+    read. If another replica wrote one of them in between, the script writes nothing and the
+    read-modify-write starts again from a fresh ``MGET`` (at most
+    ``settings.redis_max_attempts`` times, then :class:`StoreTimeout`). ``WATCH``/``MULTI``/
+    ``EXEC`` did the same in three round trips. The computation itself stays in Python (a
+    script could only hold a lock meanwhile, blocking other replicas and left stale by a
+    crashed one). Conflicts are rare (two replicas scoring the same card in the same
+    millisecond), so optimism is cheap.
 
     Keys are stored under ``prefix``. A single Redis server (or a primary with replicas) is
     required: the keys of one event (a card and a terminal) fall in different Redis Cluster
@@ -336,6 +337,7 @@ class RedisStore(_Closing):
                 socket_connect_timeout=settings.redis_connect_timeout, decode_responses=False)
         except ValueError as exc:
             raise StoreError(f"Redis state store: url {self._where!r}: {exc}") from None
+        self._cas = self._client.register_script(_COMPARE_AND_SET)
 
     def _error(self, exc: Exception, doing: str) -> StoreError:
         errors = self._redis.exceptions
@@ -376,26 +378,31 @@ class RedisStore(_Closing):
 
     def update(self, keys: Sequence[str], modify: Modify[T]) -> T:
         names = [self.prefix + key for key in keys]
-        watch_error = self._redis.exceptions.WatchError
         try:
-            with self._client.pipeline(transaction=True) as pipe:
-                for _ in range(self.settings.redis_max_attempts):
-                    try:
-                        if names:
-                            pipe.watch(*names)  # type: ignore[no-untyped-call]
-                        current = cast(list[bytes | None], pipe.mget(names)) if names else []
-                        writes, result = modify(current)
-                        pipe.multi()
-                        self._queue(pipe, writes)
-                        pipe.execute()
-                        return result
-                    except watch_error:
-                        pipe.reset()
+            current = cast(list[bytes | None], self._client.mget(names)) if names else []
+            for _ in range(self.settings.redis_max_attempts):
+                writes, result = modify(current)
+                if not writes:
+                    return result   # nothing to write: the values read were one snapshot
+                if self._compare_and_set(names, current, writes):
+                    return result
+                current = cast(list[bytes | None], self._client.mget(names))
         except self._redis.exceptions.RedisError as exc:
             raise self._error(exc, "read-modify-write") from None
         raise StoreTimeout(f"Redis at {self._where}: keys {list(keys)[:4]} changed under"
                            f" {self.settings.redis_max_attempts} attempts in a row"
                            " (redis_max_attempts); too much contention on these entities")
+
+    def _compare_and_set(self, names: list[str], seen: list[bytes | None],
+                         writes: Mapping[str, bytes | None]) -> bool:
+        """Apply ``writes`` if every key of ``names`` still holds what was ``seen``, in one
+        round trip (a script runs atomically); False if another writer came first."""
+        written = [self.prefix + key for key in writes]
+        args: list[bytes | str | int] = [len(names), "".join("0" if v is None else "1" for v in seen)]
+        args += [b"" if v is None else v for v in seen]
+        args.append("".join("0" if v is None else "1" for v in writes.values()))
+        args += [b"" if v is None else v for v in writes.values()]
+        return bool(self._cas(keys=[*names, *written], args=args))
 
     def clear(self) -> int:
         """Delete every key under this store's prefix (a parity run's scratch state); returns
@@ -417,6 +424,31 @@ class RedisStore(_Closing):
 
     def close(self) -> None:
         self._client.close()
+
+
+#: KEYS: the n keys read, then the keys to write. ARGV: n, a mask of which read keys existed,
+#: their values, a mask of which writes are sets (else deletes), the values to set.
+_COMPARE_AND_SET = """
+local n = tonumber(ARGV[1])
+local seen = ARGV[2]
+for i = 1, n do
+  local value = redis.call('GET', KEYS[i])
+  if string.sub(seen, i, i) == '1' then
+    if value ~= ARGV[2 + i] then return 0 end
+  elseif value then
+    return 0
+  end
+end
+local sets = ARGV[3 + n]
+for j = 1, #KEYS - n do
+  if string.sub(sets, j, j) == '1' then
+    redis.call('SET', KEYS[n + j], ARGV[3 + n + j])
+  else
+    redis.call('DEL', KEYS[n + j])
+  end
+end
+return 1
+"""
 
 
 def _redact(url: str) -> str:
