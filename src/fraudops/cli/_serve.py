@@ -83,7 +83,8 @@ def serve(
               f"({workers} worker(s), state {state}, log {config.database_url().split('?')[0]})")
     try:
         uv = uvicorn.Config("fraudops.serving:app_from_env", factory=True, host=host, port=port,
-                            log_level=log_level, access_log=False, timeout_graceful_shutdown=10)
+                            log_level=log_level, access_log=False, timeout_graceful_shutdown=10,
+                            proxy_headers=False)   # client addresses are not used
         if workers == 1:
             uvicorn.Server(uv).run()
         else:   # one SO_REUSEPORT socket per worker: connections spread evenly

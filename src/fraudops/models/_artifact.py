@@ -350,13 +350,14 @@ class _LightGBMScorer:
         """Path attributions (see :mod:`._attribution`), built on first use."""
         if self._attribution is None:
             self._attribution = PathAttribution(self.booster.dump_model(), self.n_features)
-        leaves: Sequence[float] | None = None
+        leaves: Sequence[float] | np.ndarray | None = None
         if self._fast is not None:
             with self._lock:
                 self._row[:] = [math.nan if v is None else v for v in x]
                 ret = self._fast(self._leaf_config, self._row, ctypes.byref(self._out_len),
                                  self._leaves)
-                leaves = self._leaves[:] if ret == 0 else None
+                # a copy (the buffer is reused by the next call), without a Python list
+                leaves = np.ctypeslib.as_array(self._leaves).copy() if ret == 0 else None
         if leaves is None:
             row = np.asarray([[math.nan if v is None else v for v in x]], dtype=np.float64)
             with self._lock:   # Booster.predict is not documented as thread-safe

@@ -35,8 +35,8 @@ class PathAttribution:
         self.table = np.vstack(tables) if tables else np.zeros((0, n_features))
         self.offsets = np.asarray(offsets, dtype=np.int64)
 
-    def contributions(self, leaves: Sequence[float]) -> list[float]:
-        rows = self.offsets + np.asarray(leaves, dtype=np.int64)
+    def contributions(self, leaves: Sequence[float] | np.ndarray) -> list[float]:
+        rows = self.offsets + np.asarray(leaves).astype(np.int64)
         out: list[float] = self.table[rows].sum(axis=0).tolist()
         return out
 

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from fraudops.core import StoreError
 
 from ._records import Decision, Reason, ShadowScore
-from ._sql import Database, OnDatabase, Row, Session, from_micros, to_micros
+from ._sql import Database, OnDatabase, Row, from_micros, to_micros
 
 _DDL = (
     ("decisions", """CREATE TABLE IF NOT EXISTS decisions (
@@ -113,16 +113,10 @@ class DecisionLog(OnDatabase):
         A committed decision survives a killed process; with SQLite's default
         ``synchronous=normal``, an OS crash or power loss may lose the last few commits.
         """
-        row = _decision_row(decision)
-
-        def insert(session: Session) -> tuple[bool, Row | None]:
-            if session.execute(_INSERT_DECISION, row).rowcount == 1:
-                return True, None
-            return False, session.one(_SELECT_DECISION, (decision.tenant, decision.event_id))
-
-        inserted, stored = self.db.run("record a decision", insert, write=True)
-        if inserted:
+        if self.db.write_one("record a decision", _INSERT_DECISION, _decision_row(decision)) == 1:
             return decision, True
+        stored = self.db.one("read the decision logged first", _SELECT_DECISION,
+                             (decision.tenant, decision.event_id))
         if stored is None:  # only if someone deleted it in between
             raise StoreError(f"decision log at {self.db.target.where}: decision "
                              f"{decision.tenant}/{decision.event_id} was neither new nor found")
@@ -139,8 +133,7 @@ class DecisionLog(OnDatabase):
     # -- reading ---------------------------------------------------------------------------
     def get(self, tenant: str, event_id: str) -> Decision | None:
         """The decision logged for an event, or None."""
-        row = self.db.run("read a decision",
-                          lambda session: session.one(_SELECT_DECISION, (tenant, event_id)))
+        row = self.db.one("read a decision", _SELECT_DECISION, (tenant, event_id))
         return None if row is None else _decision(row)
 
     def count(self, tenant: str | None = None) -> int:

@@ -217,6 +217,33 @@ class Database:
             return result
         raise StoreError(f"{self.what} at {self.target.where}: {doing}: no connection")  # unreachable
 
+    def one(self, doing: str, sql: str, params: Sequence[Any]) -> Row | None:
+        """The first row of one query. On SQLite the statement is its own read transaction
+        (no BEGIN/ROLLBACK round: this is the per-decision retry check)."""
+        if self.dialect != "sqlite":
+            return self.run(doing, lambda session: session.one(sql, params))
+        session, _ = self._session(doing)
+        try:
+            row: Row | None = retry_busy(lambda: session.raw.execute(sql, params).fetchone(),
+                                         timeout_s=LOCK_TIMEOUT_SECONDS)
+        except sqlite3.Error as exc:
+            raise self.error(exc, doing) from None
+        return row
+
+    def write_one(self, doing: str, sql: str, params: Sequence[Any]) -> int:
+        """Run one writing statement, committed; its row count. On SQLite the statement is
+        its own transaction (no BEGIN/COMMIT round: this is the per-decision log write)."""
+        if self.dialect != "sqlite":
+            return self.run(doing, lambda session: int(session.execute(sql, params).rowcount),
+                            write=True)
+        with self._write_mutex:
+            session, _ = self._session(doing)
+            try:
+                return int(retry_busy(lambda: session.raw.execute(sql, params).rowcount,
+                                      timeout_s=LOCK_TIMEOUT_SECONDS))
+            except sqlite3.Error as exc:
+                raise self.error(exc, doing) from None
+
     def _run_sqlite(self, doing: str, work: Callable[[Session], T], write: bool) -> T:
         session, _ = self._session(doing)
         raw = session.raw

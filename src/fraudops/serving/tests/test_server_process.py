@@ -353,10 +353,17 @@ def test_a_dead_worker_is_replaced_and_workers_die_with_their_supervisor(
         server.process.wait()
         _eventually(lambda: not any(_alive(pid) for pid in workers), 15.0,
                     "the workers of a killed supervisor exit")
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+        _eventually(lambda: _refused(server.port), 15.0, "the port closes with the workers")
     finally:
         server.stop()
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
 
 
 def _alive(pid: int) -> bool:
