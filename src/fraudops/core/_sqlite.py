@@ -35,13 +35,14 @@ def connect_shared(path: str | Path, *, timeout_s: float, synchronous: str = "NO
                    wal_autocheckpoint: int = 10_000) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), usable from any thread.
 
-    Opening waits up to ``timeout_s`` with SQLite's busy handler (another process may be
-    switching a fresh file to WAL); afterwards every busy answer is immediate and is waited
-    out by :func:`retry_busy`.
+    Opening waits up to ``timeout_s`` for another process switching a fresh file to WAL;
+    afterwards every busy answer is immediate and is waited out by :func:`retry_busy`.
     """
     db = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
     try:
-        db.execute("PRAGMA journal_mode = WAL")
+        # switching a fresh file to WAL while another process does can answer "locked" at
+        # once, without SQLite's busy handler: waited out here too
+        retry_busy(lambda: db.execute("PRAGMA journal_mode = WAL"), timeout_s=timeout_s)
         db.execute(f"PRAGMA synchronous = {synchronous}")
         db.execute(f"PRAGMA wal_autocheckpoint = {int(wal_autocheckpoint)}")
         db.execute("PRAGMA busy_timeout = 0")
