@@ -182,6 +182,8 @@ def parse_args() -> argparse.Namespace:
         parser.error("--rates, --duration must be > 0 and --warmup >= 0")
     if args.workers < 1 or args.connections < 1:
         parser.error(f"--workers and --connections must be >= 1; got {args.workers}, {args.connections}")
+    if args.py_spy is not None and not _py_spy().is_file():
+        parser.error("--py-spy needs py-spy next to this Python: pip install py-spy")
     total = sum(round(r * (args.warmup + args.duration)) for r in args.rates)
     if total > args.max_requests:
         parser.error(f"--rates x (--warmup + --duration) makes {total:,} requests per server;"
@@ -600,7 +602,7 @@ def load_server(name: str, port: int, payloads: Iterator[bytes], args: argparse.
 
 def start_py_spy(server: Server, args: argparse.Namespace, name: str,
                  rate: float) -> list[subprocess.Popen[bytes]]:
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    spy = str(_py_spy())
     args.py_spy.mkdir(parents=True, exist_ok=True)
     procs = []
     for pid in server.workers():
@@ -610,6 +612,11 @@ def start_py_spy(server: Server, args: argparse.Namespace, name: str,
              "--duration", str(math.ceil(args.duration)), "--output", str(out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
     return procs
+
+
+def _py_spy() -> Path:
+    found = shutil.which("py-spy")
+    return Path(found) if found else Path(sys.executable).parent / "py-spy"
 
 
 # -- the set-ups -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
+import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -122,8 +123,7 @@ def create_app(runtime: Runtime | None = None, *, config: ServingConfig | None =
         # to a thread cost more than that in CPU and wake-ups (the loop reads the next request
         # only after, which is also the order they are answered in)
         result = rt().engine.score(tx.event(tenant), explain=explain)
-        # valid by construction: serialised once, without a second validation
-        return Response(_score_out(result).model_dump_json(), media_type="application/json")
+        return Response(_score_json(result), media_type="application/json")
 
     async def score_request(request: Request) -> Response:
         """``score`` with its arguments read as FastAPI would (same order, errors, statuses)."""
@@ -353,6 +353,20 @@ def _score_out(result: ScoreResult) -> ScoreOut:
                     reasons=[ReasonOut(feature=r.feature, value=r.value,
                                        contribution=r.contribution) for r in d.reasons],
                     decided_at=d.decided_at, replayed=result.replayed, features=result.features)
+
+
+def _score_json(result: ScoreResult) -> bytes:
+    """``_score_out(result)`` as JSON, without building and validating the models (~20 µs
+    less per decision); a test holds the two to the same output."""
+    d = result.decision
+    return orjson.dumps({
+        "event_id": d.event_id, "tenant": d.tenant, "score": d.score,
+        "probability": d.probability, "action": d.action, "model_version": d.model_version,
+        "model": {"name": d.model_name, "version": d.model_version}, "role": d.role,
+        "reasons": [{"feature": r.feature, "value": r.value, "contribution": r.contribution}
+                    for r in d.reasons],
+        "decided_at": d.decided_at, "replayed": result.replayed, "features": result.features},
+        option=orjson.OPT_UTC_Z)
 
 
 def _plan_out(plan: TenantPlan, revision: int) -> PlanOut:

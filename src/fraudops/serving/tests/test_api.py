@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 
 from fraudops.features import replay_stream
 from fraudops.models import TrainedModel
-from fraudops.serving import create_app
+from fraudops.serving import Decision, Reason, ScoreResult, create_app
+from fraudops.serving._app import _score_json, _score_out
 
 from .conftest import MODEL, TENANT, Served, World, event_of, first_events, start
 
@@ -212,6 +213,20 @@ def test_the_score_route_reads_requests_exactly_as_fastapi_would(
                 assert (direct.json()["features"] is not None) == explained, name
             else:
                 assert direct.json() == reference.json(), name
+
+
+@pytest.mark.parametrize("replayed", [False, True])
+def test_the_fast_score_json_is_the_score_model_serialised(replayed: bool) -> None:
+    """``/v1/score`` writes its answer without building ScoreOut; byte for byte the same as
+    ScoreOut's own serialisation (NaN as null, times in UTC with Z, every field)."""
+    when = datetime(2026, 11, 29, 10, 15, 0, 123456, tzinfo=UTC)
+    decision = Decision("acme", "tx-1", when, when.replace(microsecond=0) if replayed else when,
+                        MODEL, 3, "canary", 0.0123456789, 1, "ALLOW", 412,
+                        (Reason("count_1d_by_card", 3.0, 0.25), Reason("amount", None, -1e-17),
+                         Reason("ratio_7d", math.nan, math.nan)))
+    features = None if replayed else {"count_1d_by_card": 3.0, "amount": None, "x": math.nan}
+    result = ScoreResult(decision, features, replayed)
+    assert _score_json(result) == _score_out(result).model_dump_json().encode()
 
 
 def test_keys_and_tenants(world: World, served: Served, client: TestClient) -> None:
