@@ -543,11 +543,12 @@ class Row:
     cpu_ms_per_answer: float | None = None       # the server's CPU per 200 answer
     machine_busy_cores: float | None = None      # every process of the machine, this one included
     server_system_share: float | None = None     # kernel share of the server's CPU (syscalls, TCP)
+    worker_shares: list[float] | None = None     # share of the scoring requests each worker took
 
 
 def load_server(name: str, port: int, payloads: Iterator[bytes], args: argparse.Namespace,
                 loop: asyncio.AbstractEventLoop, server: Server, *, flag: bytes | None = None,
-                metrics: bool = False) -> list[Row]:
+                metrics: bool = False, metrics_dir: Path | None = None) -> list[Row]:
     rows = []
     pids = server.group()
     for k, rate in enumerate(args.rates):
@@ -566,6 +567,8 @@ def load_server(name: str, port: int, payloads: Iterator[bytes], args: argparse.
                          machine=machine_busy_seconds())
             if metrics:
                 scrape["before"] = (await _loadgen.http_get(HOST, port, "/metrics"))[1].decode()
+            if metrics_dir is not None:
+                clock.update({f"pid{pid}": n for pid, n in requests_by_worker(metrics_dir).items()})
             if profile:
                 profilers.extend(start_py_spy(server, args, name, rate))
 
@@ -593,6 +596,12 @@ def load_server(name: str, port: int, payloads: Iterator[bytes], args: argparse.
                                             histogram(after, "fraudops_request_seconds", where))
             row.shadow_dropped = (counter(after, "fraudops_shadow_dropped_total")
                                   - counter(before, "fraudops_shadow_dropped_total"))
+        if metrics_dir is not None and clock:
+            done = {pid: n - clock.get(f"pid{pid}", 0.0)
+                    for pid, n in requests_by_worker(metrics_dir).items()}
+            total = sum(done.values())
+            row.worker_shares = sorted((n / total for n in done.values() if n > 0),
+                                       reverse=True) if total else None
         for p in profilers:
             p.wait(timeout=args.duration + 30)
         rows.append(row)
@@ -682,7 +691,7 @@ def run_fraudops(config_name: str, args: argparse.Namespace, root: Path, facts: 
         with serving(f"fraudops serve ({config_name})", cmd, port, "/readyz",
                      folder / "server.log", env) as server:
             rows = load_server(f"fraudops {config_name}", port, payloads, args, loop, server,
-                               flag=b'"replayed":true', metrics=True)
+                               flag=b'"replayed":true', metrics=True, metrics_dir=metrics_dir)
         return rows, inproc
     finally:
         if state == "redis":
@@ -848,6 +857,25 @@ def _num(value: float | None, width: int) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:>{width}.2f}"
 
 
+def requests_by_worker(metrics_dir: Path) -> dict[int, float]:
+    """``/v1/score`` requests answered so far by each worker (its Prometheus file, by pid).
+
+    The kernel spreads connections over the workers' sockets by a hash of their addresses, so
+    with a fixed pool of keep-alive connections one worker may carry more of the load than
+    another, differently from run to run: the split explains much of the variation."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    out: dict[int, float] = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[-1])
+        for family in MultiProcessCollector.merge([str(path)]):
+            for sample in family.samples:
+                if sample.name == "fraudops_requests_total" and \
+                        sample.labels.get("route") == "/v1/score":
+                    out[pid] = out.get(pid, 0.0) + sample.value
+    return out
+
+
 def print_row(row: Row) -> None:
     r = row.result
     lat = r.latency_ms
@@ -859,6 +887,8 @@ def print_row(row: Row) -> None:
                        f" / {_ms(row.request or {}, 'p99_ms', 0)} ms")
         if row.shadow_dropped:
             server_side += f", {row.shadow_dropped:.0f} shadow jobs dropped"
+    if row.worker_shares:
+        server_side += "  split " + "/".join(f"{share:.0%}" for share in row.worker_shares)
     print(f"{row.server:<34}{row.rate:>6.0f}{r.achieved_rps:>9.1f}{_ms(lat, 'p50', 9)}"
           f"{_ms(lat, 'p99', 9)}{_ms(lat, 'p99.9', 9)}{_ms(lat, 'max', 8, 1)}{failed:>7}{unsent:>7}"
           f"{_ms(r.release_lag_ms, 'p99', 8)}{r.client_cpu_share:>5.0%}"
@@ -970,7 +1000,8 @@ def row_json(row: Row) -> dict[str, Any]:
     return {"server": row.server, "rate": row.rate, **r, "server_scoring": row.scoring,
             "server_request": row.request, "shadow_dropped": row.shadow_dropped,
             "server_cores": row.server_cores, "cpu_ms_per_answer": row.cpu_ms_per_answer,
-            "machine_busy_cores": row.machine_busy_cores, "server_system_share": row.server_system_share}
+            "machine_busy_cores": row.machine_busy_cores, "server_system_share": row.server_system_share,
+            "worker_shares": row.worker_shares}
 
 
 # -- main --------------------------------------------------------------------------------------
