@@ -411,11 +411,13 @@ def score_body(event: dict[str, Any]) -> bytes:
 # -- in process --------------------------------------------------------------------------------
 def measure_in_process(config: Any, stream: Stream, tag: str, warm_n: int) -> dict[str, Any]:
     """Replay the warm events (and their labels) through ``Runtime.engine.score``; the calls of
-    the second half are measured."""
+    the second half are measured, with the process settings of a server worker."""
     from fraudops.serving import Runtime
     from fraudops.serving._api_models import TransactionIn
+    from fraudops.serving._runtime import tune_server_process
 
     runtime = Runtime(config)
+    tune_server_process()
     last = stream.events[warm_n - 1]["event_time"]
     ids = {stream.source_id(j): stream.event(j, tag)["event_id"] for j in range(warm_n)}
     merged: list[tuple[Any, int, str, dict[str, Any]]] = [

@@ -8,9 +8,11 @@ plan whose model fails to load is refused and the running plan stays.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -95,6 +97,25 @@ class ServingConfig:
         if not raw:
             raise FraudopsError(f"{CONFIG_ENV} is not set: start the server with `fraudops serve`")
         return cls(**json.loads(raw))
+
+
+#: seconds a thread waiting for the GIL lets another run before asking it to switch
+#: (CPython's default is 5 ms: the shadow thread's batch could hold a decision that long)
+SWITCH_INTERVAL_S = 0.0005
+
+
+def tune_server_process() -> None:
+    """Process-wide settings of a serving process, once its runtime is loaded.
+
+    * The objects loaded so far (libraries, models, schemas: ~160,000) live as long as the
+      process: frozen, a full garbage collection scans only later ones (a full collection took
+      47–77 ms of a worker otherwise).
+    * The GIL switch interval drops from 5 ms to 0.5 ms: a decision waiting for the shadow
+      thread's batch gets the interpreter back within half a millisecond.
+    """
+    gc.collect()
+    gc.freeze()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 class Runtime:

@@ -47,7 +47,7 @@ class ShadowRunner:
     """
 
     def __init__(self, sink: ShadowSink | None, *, metrics: ServingMetrics | None = None,
-                 max_queue: int = 10_000, batch_size: int = 64, flush_every_s: float = 0.05,
+                 max_queue: int = 10_000, batch_size: int = 16, flush_every_s: float = 0.02,
                  poll_s: float = 0.005,
                  on_error: Callable[[Exception], None] | None = None) -> None:
         self._sink = sink
