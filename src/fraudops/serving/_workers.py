@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from multiprocessing.connection import wait
@@ -51,6 +53,9 @@ def listening_sockets(host: str, port: int, n: int, *, backlog: int = 2048) -> l
     in use (by anyone) is refused, and once these sockets listen, a server started later is
     refused the same way.
     """
+    if not hasattr(socket, "SO_REUSEPORT") or sys.platform != "linux":
+        raise OSError(errno.ENOTSUP, "several workers need Linux's SO_REUSEPORT (one listening "
+                                     "socket per worker); run one worker per process here")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
