@@ -187,8 +187,12 @@ class Database:
         return self.target.dialect
 
     # -- transactions ----------------------------------------------------------------------
-    def run(self, doing: str, work: Callable[[Session], T], *, write: bool = False) -> T:
+    def run(self, doing: str, work: Callable[[Session], T], *, write: bool = False,
+            single: bool = False) -> T:
         """``work(session)`` in one transaction: committed if ``write``, else only read.
+
+        ``single``: ``work`` runs one statement, which SQLite makes its own transaction (no
+        BEGIN/COMMIT round: the per-decision retry check and log insert).
 
         SQLite writers take the write lock up front (``BEGIN IMMEDIATE``: a transaction that
         read first could fail on the upgrade instead of waiting); the threads of one process
@@ -200,7 +204,7 @@ class Database:
         """
         if self.dialect == "sqlite":
             with self._write_mutex if write else nullcontext():
-                return self._run_sqlite(doing, work, write)
+                return self._run_sqlite(doing, work, write, single)
         for attempt in (1, 2):
             session, reused = self._session(doing)
             try:
@@ -218,37 +222,22 @@ class Database:
         raise StoreError(f"{self.what} at {self.target.where}: {doing}: no connection")  # unreachable
 
     def one(self, doing: str, sql: str, params: Sequence[Any]) -> Row | None:
-        """The first row of one query. On SQLite the statement is its own read transaction
-        (no BEGIN/ROLLBACK round: this is the per-decision retry check)."""
-        if self.dialect != "sqlite":
-            return self.run(doing, lambda session: session.one(sql, params))
-        session, _ = self._session(doing)
-        try:
-            row: Row | None = retry_busy(lambda: session.raw.execute(sql, params).fetchone(),
-                                         timeout_s=LOCK_TIMEOUT_SECONDS)
-        except sqlite3.Error as exc:
-            raise self.error(exc, doing) from None
-        return row
+        """The first row of one query."""
+        return self.run(doing, lambda session: session.one(sql, params), single=True)
 
     def write_one(self, doing: str, sql: str, params: Sequence[Any]) -> int:
-        """Run one writing statement, committed; its row count. On SQLite the statement is
-        its own transaction (no BEGIN/COMMIT round: this is the per-decision log write)."""
-        if self.dialect != "sqlite":
-            return self.run(doing, lambda session: int(session.execute(sql, params).rowcount),
-                            write=True)
-        with self._write_mutex:
-            session, _ = self._session(doing)
-            try:
-                return int(retry_busy(lambda: session.raw.execute(sql, params).rowcount,
-                                      timeout_s=LOCK_TIMEOUT_SECONDS))
-            except sqlite3.Error as exc:
-                raise self.error(exc, doing) from None
+        """Run one writing statement, committed; its row count."""
+        return self.run(doing, lambda session: int(session.execute(sql, params).rowcount),
+                        write=True, single=True)
 
-    def _run_sqlite(self, doing: str, work: Callable[[Session], T], write: bool) -> T:
+    def _run_sqlite(self, doing: str, work: Callable[[Session], T], write: bool,
+                    single: bool) -> T:
         session, _ = self._session(doing)
         raw = session.raw
 
         def attempt() -> T:
+            if single:
+                return work(session)
             raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 result = work(session)
