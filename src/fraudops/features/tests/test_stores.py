@@ -9,7 +9,6 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -34,39 +33,9 @@ from fraudops.features import (
     days,
 )
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from ._redis import REDIS_URL, needs_redis
+
 FAST = StoreSettings(sqlite_timeout=0.2, redis_socket_timeout=0.5, redis_connect_timeout=0.2)
-
-
-def redis_available() -> str | None:
-    """None when the test Redis answers, else why not."""
-    try:
-        import redis
-    except ImportError:
-        return "redis-py is not installed"
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.3).ping()
-    except redis.exceptions.RedisError as exc:
-        return f"Redis is unreachable at {REDIS_URL}: {exc}"
-    return None
-
-
-_REDIS_DOWN = redis_available()
-needs_redis = pytest.mark.skipif(_REDIS_DOWN is not None, reason=_REDIS_DOWN or "")
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A key prefix of this test alone; its keys are deleted afterwards."""
-    import redis
-
-    prefix = f"fraudops-test:{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 StoreFactory = Callable[[], Any]

@@ -21,6 +21,7 @@ import pytest
 from fraudops.core import Workspace
 from fraudops.events import EventStore, SimulationConfig, TenantProfile, simulate, write_simulation
 from fraudops.features import FeatureSet, OfflineEngine, starter_definitions, workspace_feature_set
+from fraudops.features.tests._redis import redis_prefix  # noqa: F401 (a fixture)
 from fraudops.models import ModelRegistry, TrainingPlan, register_training, train_model
 from fraudops.serving import ApiKeys, ModelRef, PlanStore, Runtime, ServingConfig, TenantPlan
 

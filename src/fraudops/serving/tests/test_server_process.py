@@ -14,7 +14,6 @@ import signal
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -25,7 +24,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from fraudops.features import (
     EntityState,
@@ -35,6 +33,7 @@ from fraudops.features import (
     SQLiteStore,
     StateStore,
 )
+from fraudops.features.tests._redis import REDIS_URL, needs_redis
 from fraudops.serving import DecisionLog, ServingConfig, bucket
 
 from ._server import Server, database_url, deploy, label_json, serving, transaction_json
@@ -43,33 +42,10 @@ from .conftest import MODEL, TENANT, World, first_events
 
 pytestmark = pytest.mark.slow
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Item = tuple[str, dict[str, Any]]   # ("event", transaction) or ("label", label)
 #: Fields that make a decision: what a payment flow acts on.
 DECISION = ("event_id", "score", "probability", "action", "model", "role", "decided_at")
-
-
-def _redis_down() -> str | None:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.3).ping()
-    except redis.exceptions.RedisError as e:
-        return f"Redis is unreachable at {REDIS_URL}: {e}"
-    return None
-
-
-_REDIS_DOWN = _redis_down()
-needs_redis = pytest.mark.skipif(_REDIS_DOWN is not None, reason=_REDIS_DOWN or "")
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A Redis key prefix of this test alone; its keys are deleted afterwards."""
-    prefix = f"fraudops-test:{uuid.uuid4().hex}:"
-    yield prefix
-    if _REDIS_DOWN is None:
-        with RedisStore(REDIS_URL, prefix=prefix) as store:
-            store.clear()
 
 
 # -- streams ---------------------------------------------------------------------------------
