@@ -47,7 +47,6 @@ from .test_stores import StoreFactory
 
 # the store fixtures of test_stores (memory, sqlite, redis), shared until they move to a conftest
 make_store = test_stores.make_store
-redis_prefix = test_stores.redis_prefix
 H = 3_600_000_000  # one hour in µs
 D = 24 * H
 card = Entity("card", keys=("card_id",))
