@@ -20,6 +20,8 @@ from ._app import WorkspaceOption, app
 from ._console import err, out, progress_bar
 from ._serve import DatabaseOption, _config
 
+#: transactions decided together (one state read-modify-write and one log commit per chunk)
+CHUNK = 256
 _READERS = {".parquet": pq.read_table, ".csv": pcsv.read_csv, ".jsonl": pjson.read_json,
             ".json": pjson.read_json}
 
@@ -69,22 +71,21 @@ def score(
     decided: list[dict[str, Any]] = []
     try:
         with progress_bar(f"scoring {file.name}") as progress:
-            for n, (i, event) in enumerate(valid):
-                try:
-                    result = runtime.engine.score(event, source="batch")
-                except InputError as e:
-                    errors.append({"row": i, "event_id": event["event_id"], "field": "",
-                                   "reason": str(e)})
-                    continue
-                d = result.decision
-                decided.append({"row": i, "tenant": d.tenant, "event_id": d.event_id,
-                                "event_time": d.event_time, "score": d.score,
-                                "probability": d.probability, "action": d.action,
-                                "model": d.model_name, "model_version": d.model_version,
-                                "role": d.role, "replayed": result.replayed})
-                if n % 1000 == 0:
-                    progress("events", n, len(valid))
-            progress("events", len(valid), len(valid))
+            for start in range(0, len(valid), CHUNK):
+                chunk = valid[start:start + CHUNK]
+                results = runtime.engine.score_many([event for _, event in chunk], source="batch")
+                for (i, event), result in zip(chunk, results, strict=True):
+                    if isinstance(result, Exception):
+                        errors.append({"row": i, "event_id": event["event_id"], "field": "",
+                                       "reason": str(result)})
+                        continue
+                    d = result.decision
+                    decided.append({"row": i, "tenant": d.tenant, "event_id": d.event_id,
+                                    "event_time": d.event_time, "score": d.score,
+                                    "probability": d.probability, "action": d.action,
+                                    "model": d.model_name, "model_version": d.model_version,
+                                    "role": d.role, "replayed": result.replayed})
+                progress("events", start + len(chunk), len(valid))
     finally:
         runtime.close()
     target = output or file.with_name(file.stem + ".decisions.csv")

@@ -109,6 +109,18 @@ class _EntityPlan:
     owner_column: int
 
 
+@dataclass(frozen=True)
+class _Step:
+    """One event of :meth:`OnlineEngine.process_many`: its time, id, and per entity touched,
+    the plan, the state key and the values it stores."""
+
+    t_us: int
+    event_id: str
+    tenant: str
+    touched: list[tuple[_EntityPlan, str, list[Value]]]
+    index_key: str
+
+
 def _compile_entities(feature_set: FeatureSet, lateness_us: int) -> tuple[_EntityPlan, ...]:
     plans = []
     for index, entity in enumerate(feature_set.entities):
@@ -233,6 +245,48 @@ class OnlineEngine:
         ``tenant``, ``amount_cents``, entity keys and attributes. Raises
         :class:`InputError` for an event too late to be scored exactly (module docstring).
         """
+        [result] = self.process_many([event])
+        if isinstance(result, InputError):
+            raise result
+        return result
+
+    def process_many(self, events: Sequence[Mapping[str, Any]]) -> list[Features | InputError]:
+        """:meth:`process_one` for each event in order, in one read-modify-write of the store.
+
+        Each event sees the state its predecessors in ``events`` left, exactly as if they had
+        been processed one by one; the store is read and committed once for all of them
+        (what a server's micro-batch of concurrent requests saves). An event that cannot be
+        processed gets its :class:`InputError` in its place and changes nothing; the others
+        go on. A store failure raises for the whole batch, which then changed nothing.
+        """
+        steps: list[_Step | InputError] = []
+        keys: dict[str, None] = {}
+        for event in events:
+            try:
+                step = self._prepare(event)
+            except InputError as exc:
+                steps.append(exc)
+                continue
+            steps.append(step)
+            keys.update(dict.fromkeys(key for _, key, _ in step.touched))
+        if keys:
+            values = self.store.update(list(keys), lambda raw: self._apply(steps, keys, raw))
+        else:
+            values = [None if isinstance(s, InputError) else [None] * len(self._aggregation_names)
+                      for s in steps]
+        results: list[Features | InputError] = []
+        for event, prepared, aggregates in zip(events, steps, values, strict=True):
+            if isinstance(prepared, InputError) or isinstance(aggregates, InputError):
+                results.append(prepared if isinstance(prepared, InputError) else aggregates)
+                continue
+            features: Features = dict(zip(self._aggregation_names, aggregates, strict=True))
+            for name, transform in self._transforms:
+                features[name] = transform(event, prepared.t_us, features)
+            results.append(features)
+        return results
+
+    def _prepare(self, event: Mapping[str, Any]) -> _Step:
+        """What one event reads and writes, checked before anything is read."""
         t_us = _time_us(event.get("event_time"), "event_time")
         event_id = event["event_id"]
         tenant = event["tenant"]
@@ -243,44 +297,55 @@ class OnlineEngine:
                 continue
             touched.append((plan, self.state_key(plan.name, tenant, key_values),
                             [_value(event, column) for column in plan.columns]))
-        if touched:
-            index_key = ""
-            if self._labelled:
-                index_key = self._index_key(tenant, event_id)
-                _mark_owner(touched)
+        index_key = ""
+        if touched and self._labelled:
+            index_key = self._index_key(tenant, event_id)
+            _mark_owner(touched)
+        return _Step(t_us, event_id, tenant, touched, index_key)
 
-            def modify(raw: list[bytes | None]) -> tuple[dict[str, bytes | None], list[Any]]:
-                return self._step(touched, raw, t_us, event_id, tenant, index_key)
-
-            values = self.store.update([key for _, key, _ in touched], modify)
-        else:
-            values = [None] * len(self._aggregation_names)
-        features: Features = dict(zip(self._aggregation_names, values, strict=True))
-        for name, transform in self._transforms:
-            features[name] = transform(event, t_us, features)
-        return features
-
-    def _step(self, touched: list[tuple[_EntityPlan, str, list[Value]]],
-              raw: list[bytes | None], t_us: int, event_id: str, tenant: str,
-              index_key: str) -> tuple[dict[str, bytes | None], list[Any]]:
-        states = []
-        for (plan, key, _), data in zip(touched, raw, strict=True):
-            if data is None:
-                states.append(EntityState.empty(len(plan.columns)))
+    def _apply(self, steps: Sequence[_Step | InputError], keys: Mapping[str, None],
+               raw: list[bytes | None]) -> tuple[dict[str, bytes | None], list[Any]]:
+        """The ``modify`` of :meth:`process_many`: every step on states decoded once, each
+        state encoded once. Pure in ``raw`` (the store may call it again after a conflict)."""
+        stored = dict(zip(keys, raw, strict=True))
+        states: dict[str, EntityState] = {}
+        changed: dict[str, EntityState | bytes | None] = {}
+        out: list[Any] = []
+        for step in steps:
+            if isinstance(step, InputError):
+                out.append(None)
                 continue
-            state = EntityState.decode(data, len(plan.columns), key=key)
-            if t_us < state.times[-1] - self._lateness_us:
+            try:
+                out.append(self._step(step, states, stored, changed))
+            except InputError as exc:
+                out.append(exc)
+        writes = {key: (value.encode() if value.times else None)
+                  if isinstance(value, EntityState) else value for key, value in changed.items()}
+        return writes, out
+
+    def _step(self, step: _Step, states: dict[str, EntityState], stored: Mapping[str, bytes | None],
+              changed: dict[str, EntityState | bytes | None]) -> list[Any]:
+        """One event on the batch's states: checked against every entity first (an event
+        refused changes nothing), then scored, inserted and expired."""
+        t_us, event_id, tenant = step.t_us, step.event_id, step.tenant
+        current = []
+        for plan, key, _ in step.touched:
+            state = states.get(key)
+            if state is None:
+                data = stored[key]
+                state = states[key] = (EntityState.empty(len(plan.columns)) if data is None else
+                                       EntityState.decode(data, len(plan.columns), key=key))
+            if state.times and t_us < state.times[-1] - self._lateness_us:
                 raise InputError(
                     f"event {event_id!r} at {_iso(t_us)}: {plan.name} {key.rsplit('|', 1)[-1]}"
                     f" has already processed an event at {_iso(state.times[-1])}, more than"
                     f" max_lateness={self.max_lateness} later; the event cannot be scored"
                     " exactly and was not processed")
-            states.append(state)
+            current.append(state)
         out: list[Any] = [None] * len(self._aggregation_names)
-        writes: dict[str, bytes | None] = {}
         holders: list[list[str]] = []
         is_new = False
-        for (plan, key, values), state in zip(touched, states, strict=True):
+        for (plan, key, values), state in zip(step.touched, current, strict=True):
             position, seen = state.position(t_us, event_id)
             _compute(plan, state, position, t_us, values, out)
             if not seen:
@@ -293,12 +358,12 @@ class OnlineEngine:
                 owned = plan.owner_column
                 for i in range(cut):
                     if owned < 0 or state.columns[owned][i]:
-                        writes[self._index_key(tenant, state.ids[i])] = None
+                        changed[self._index_key(tenant, state.ids[i])] = None
             state.expire(limit)
-            writes[key] = state.encode() if state.times else None
+            changed[key] = state
         if holders and is_new:
-            writes[index_key] = json.dumps([t_us, holders]).encode()
-        return writes, out
+            changed[step.index_key] = json.dumps([t_us, holders]).encode()
+        return out
 
     # -- labels ----------------------------------------------------------------------------
     def label_one(self, label: Mapping[str, Any]) -> int:

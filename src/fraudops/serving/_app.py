@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
@@ -41,6 +41,7 @@ from ._api_models import (
     TransactionIn,
 )
 from ._auth import KeyCache
+from ._batcher import MicroBatcher
 from ._engine import ScoreResult
 from ._errors import ModelLoadError, NotAuthorized, UnknownTenant
 from ._plan import TenantPlan
@@ -86,6 +87,18 @@ def create_app(runtime: Runtime | None = None, *, config: ServingConfig | None =
         return state["rt"]
 
     app.state.keys = KeyCache(lambda key: rt().keys.authenticate(key))
+    batchers: list[MicroBatcher] = []
+
+    def decide_many(events: Sequence[Mapping[str, Any]],
+                    explain: Sequence[bool]) -> Sequence[ScoreResult | Exception]:
+        runtime = rt()
+        runtime.metrics.batch_size.observe(len(events))
+        return runtime.engine.score_many(events, explain=explain)
+
+    def batcher() -> MicroBatcher:
+        if not batchers:
+            batchers.append(MicroBatcher(decide_many, rt().config.micro_batch))
+        return batchers[0]
 
     # -- errors ------------------------------------------------------------------------------
     def problem(status: int, detail: Any) -> JSONResponse:
@@ -114,10 +127,10 @@ def create_app(runtime: Runtime | None = None, *, config: ServingConfig | None =
                     = False) -> Response:
         """Decide on one transaction with the tenant's live (or canary) model."""
         tenant = _tenant(who, tx.tenant)
-        # decided on the event loop: a decision is ~0.3 ms of CPU under the GIL, and a hand-off
-        # to a thread cost more than that in CPU and wake-ups (the loop reads the next request
-        # only after, which is also the order they are answered in)
-        result = rt().engine.score(tx.event(tenant), explain=explain)
+        # decided on the event loop, with the requests that arrived in the same turn of it
+        # (_batcher): a decision is ~0.3 ms of CPU under the GIL, and a hand-off to a thread
+        # cost more than that in CPU and wake-ups
+        result = await batcher().decide(tx.event(tenant), explain)
         return Response(_score_json(result), media_type="application/json")
 
     async def score_request(request: Request) -> Response:
@@ -143,14 +156,16 @@ def create_app(runtime: Runtime | None = None, *, config: ServingConfig | None =
         """Decide on many transactions in order (backfills, batch scoring): the same engine as
         ``/v1/score``; an event that cannot be scored is listed in ``errors`` with its index."""
         engine = rt().engine
+        events = [tx.event(_tenant(who, tx.tenant)) for tx in batch.events]
         results, errors = [], []
-        for i, tx in enumerate(batch.events):
-            tenant = _tenant(who, tx.tenant)
-            try:
-                results.append(_score_out(engine.score(tx.event(tenant), explain=explain,
-                                                       source="batch")))
-            except (InputError, UnknownTenant) as e:
-                errors.append(BatchError(index=i, event_id=tx.event_id, error=str(e)))
+        for start in range(0, len(events), _BATCH_CHUNK):
+            chunk = events[start:start + _BATCH_CHUNK]
+            decided = engine.score_many(chunk, explain=[explain] * len(chunk), source="batch")
+            for i, (event, result) in enumerate(zip(chunk, decided, strict=True), start):
+                if isinstance(result, ScoreResult):
+                    results.append(_score_out(result))
+                else:
+                    errors.append(BatchError(index=i, event_id=event["event_id"], error=str(result)))
         return BatchOut(results=results, errors=errors)
 
     @app.post("/v1/labels", response_model=LabelOut, responses=_ERRORS, tags=["scoring"])
@@ -251,6 +266,8 @@ def create_app(runtime: Runtime | None = None, *, config: ServingConfig | None =
     return app
 
 
+#: events of ``/v1/score/batch`` decided together (one state read-modify-write, one log commit)
+_BATCH_CHUNK = 256
 _MISSING: Any = object()
 _BOOL: TypeAdapter[bool] = TypeAdapter(bool)
 _TRANSACTION: TypeAdapter[TransactionIn] = TypeAdapter(TransactionIn)

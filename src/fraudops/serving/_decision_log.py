@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from fraudops.core import StoreError
 
 from ._records import Decision, Reason, ShadowScore
-from ._sql import Database, OnDatabase, Row, from_micros, to_micros
+from ._sql import Database, OnDatabase, Row, Session, from_micros, to_micros
 
 _DDL = (
     ("decisions", """CREATE TABLE IF NOT EXISTS decisions (
@@ -65,6 +65,9 @@ SHADOW_SCHEMA = pa.schema([
     ("model_version", pa.int64()), ("scored_at", _TIME), ("probability", pa.float64()),
     ("score", pa.int64()), ("action", pa.string()), ("latency_us", pa.int64()),
     ("error", pa.string())])
+#: Event ids per ``IN (...)`` of :meth:`DecisionLog.get_many` (SQLite's default parameter
+#: limit is 999 before 3.32).
+_IDS_PER_QUERY = 500
 #: Rows per chunk when reading the log back (bounded memory for millions of rows).
 CHUNK_ROWS = 50_000
 
@@ -122,6 +125,23 @@ class DecisionLog(OnDatabase):
                              f"{decision.tenant}/{decision.event_id} was neither new nor found")
         return _decision(stored), False
 
+    def record_many(self, decisions: Sequence[Decision]) -> list[tuple[Decision, bool]]:
+        """:meth:`record` for each decision, in one transaction (one commit for a server's
+        micro-batch); each is durable when this returns. Decisions must have distinct
+        ``(tenant, event_id)``."""
+        if len(decisions) <= 1:
+            return [self.record(d) for d in decisions]
+        rows = [_decision_row(d) for d in decisions]
+
+        def insert(session: Session) -> list[bool]:
+            return [session.execute(_INSERT_DECISION, row).rowcount == 1 for row in rows]
+
+        inserted = self.db.run(f"record {len(rows)} decisions", insert, write=True)
+        out = []
+        for d, new in zip(decisions, inserted, strict=True):
+            out.append((d, True) if new else self.record(d))   # a concurrent retry came first
+        return out
+
     def record_shadows(self, scores: Sequence[ShadowScore]) -> None:
         """Log a batch of shadow scores in one transaction; a score logged before is kept."""
         if not scores:
@@ -135,6 +155,29 @@ class DecisionLog(OnDatabase):
         """The decision logged for an event, or None."""
         row = self.db.one("read a decision", _SELECT_DECISION, (tenant, event_id))
         return None if row is None else _decision(row)
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Decision]:
+        """The decisions logged for ``(tenant, event_id)`` keys, by key (missing ones absent)."""
+        if len(keys) <= 1:
+            found = [self.get(*key) for key in keys]
+            return {key: d for key, d in zip(keys, found, strict=True) if d is not None}
+        by_tenant: dict[str, list[str]] = {}
+        for tenant, event_id in keys:
+            by_tenant.setdefault(tenant, []).append(event_id)
+
+        def read(session: Session) -> list[Row]:
+            rows: list[Row] = []
+            for tenant, ids in by_tenant.items():
+                for i in range(0, len(ids), _IDS_PER_QUERY):
+                    part = ids[i:i + _IDS_PER_QUERY]
+                    rows += session.all(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE"
+                                        f" tenant = ? AND event_id IN ({','.join('?' * len(part))})",
+                                        [tenant, *part])
+            return rows
+
+        one_query = len(by_tenant) == 1 and len(keys) <= _IDS_PER_QUERY
+        rows = self.db.run("read decisions", read, single=one_query)
+        return {(row[0], row[1]): _decision(row) for row in rows}
 
     def count(self, tenant: str | None = None) -> int:
         """How many decisions are logged (for one tenant, or all)."""

@@ -30,13 +30,13 @@ CANARY_KEYS = ("card_id", "account_id", "customer_id", "email", "device_id")
 
 
 class DecisionSink(Protocol):
-    """Where decisions go (the decision log); ``record`` is durable when it returns."""
+    """Where decisions go (the decision log); ``record_many`` is durable when it returns."""
 
-    def record(self, decision: Decision) -> tuple[Decision, bool]: ...
+    def record_many(self, decisions: Sequence[Decision]) -> list[tuple[Decision, bool]]: ...
 
     def record_shadows(self, scores: Sequence[ShadowScore]) -> None: ...
 
-    def get(self, tenant: str, event_id: str) -> Decision | None: ...
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Decision]: ...
 
 
 @dataclass(frozen=True)
@@ -141,40 +141,98 @@ class ScoringEngine:
         changes nothing (one indexed read per call buys that). An ``event_time`` more than
         ``max_future`` ahead of the clock is refused.
         """
+        [result] = self.score_many([event], explain=[explain], source=source)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def score_many(self, events: Sequence[Mapping[str, Any]], *,
+                   explain: Sequence[bool] | None = None,
+                   source: str = "api") -> list[ScoreResult | InputError | UnknownTenant]:
+        """:meth:`score` for each event in order, with one read of the log for retries, one
+        read-modify-write of the feature state and one log commit for all of them.
+
+        Each event is decided as if the ones before it had been decided alone (same features,
+        scores and retries): this is what a server does with the requests that arrive
+        together. An event that cannot be decided gets its error in its place; a store
+        failure raises for the whole batch, of which nothing was then acknowledged.
+        ``latency_us`` of each decision runs from the start of the batch to its action.
+        """
         start = time.perf_counter_ns()
-        tenant, event_id = event["tenant"], event["event_id"]
-        route = self.route(tenant)   # once: the decision and its shadows use one plan
-        model, role = self._deciding(route, event)
-        event_time = _datetime(event["event_time"])
-        if event_time > datetime.now(UTC) + self.max_future:
-            raise InputError(f"event {event_id!r}: event_time {event_time.isoformat()} is more than "
-                             f"{self.max_future} ahead of this server's clock; a time in the future "
-                             "would make every later event of its card look late")
+        wanted = [False] * len(events) if explain is None else explain
+        results: list[ScoreResult | InputError | UnknownTenant | None] = [None] * len(events)
+        plan: list[tuple[int, _TenantRoute, LoadedModel, str, datetime]] = []
+        first: dict[tuple[str, str], int] = {}
+        later: list[tuple[int, int]] = []   # (index, index of the same event earlier in the batch)
+        now = datetime.now(UTC)
+        for i, event in enumerate(events):
+            try:
+                key = (event["tenant"], event["event_id"])
+                route = self.route(key[0])   # once: the decision and its shadows use one plan
+                model, role = self._deciding(route, event)
+                event_time = self._event_time(event, now)
+            except (InputError, UnknownTenant) as exc:
+                results[i] = exc
+                continue
+            if key in first:
+                later.append((i, first[key]))
+                continue
+            first[key] = i
+            plan.append((i, route, model, role, event_time))
         # a retry (same tenant and event_id) gets the logged decision, whatever else it
         # carries now: a re-stamped retry must not enter the state a second time
-        logged = None if self.log is None else self.log.get(tenant, event_id)
-        if logged is not None:
-            return ScoreResult(logged, None, True)
-        features = self.online.process_one(event)
-        vector = model.model.vector(features)
-        p = model.model.predict_one(vector)
-        reasons = self._reasons(model, vector) if self.n_reasons else ()
-        latency = (time.perf_counter_ns() - start) // 1000
-        decision = Decision(
-            tenant=tenant, event_id=event_id, event_time=event_time,
-            decided_at=datetime.now(UTC), model_name=model.ref.name,
-            model_version=model.ref.version, role=role,  # type: ignore[arg-type]
-            probability=p, score=model.policy.score(p), action=model.policy.action(p),
-            latency_us=latency, reasons=reasons, source=source)
-        if self.log is not None:
-            decision, inserted = self.log.record(decision)
+        logged = {} if self.log is None or not plan else self.log.get_many(
+            [(events[i]["tenant"], events[i]["event_id"]) for i, *_ in plan])
+        if logged:
+            for i, *_ in plan:
+                found = logged.get((events[i]["tenant"], events[i]["event_id"]))
+                if found is not None:
+                    results[i] = ScoreResult(found, None, True)
+            plan = [p for p in plan if results[p[0]] is None]
+        computed = self.online.process_many([events[i] for i, *_ in plan])
+        decided: list[tuple[int, _TenantRoute, LoadedModel, Decision, dict[str, Any]]] = []
+        for (i, route, model, role, event_time), features in zip(plan, computed, strict=True):
+            if isinstance(features, InputError):
+                results[i] = features
+                continue
+            vector = model.model.vector(features)
+            p = model.model.predict_one(vector)
+            reasons = self._reasons(model, vector) if self.n_reasons else ()
+            latency = (time.perf_counter_ns() - start) // 1000
+            decision = Decision(
+                tenant=events[i]["tenant"], event_id=events[i]["event_id"],
+                event_time=event_time, decided_at=datetime.now(UTC), model_name=model.ref.name,
+                model_version=model.ref.version, role=role,  # type: ignore[arg-type]
+                probability=p, score=model.policy.score(p), action=model.policy.action(p),
+                latency_us=latency, reasons=reasons, source=source)
+            decided.append((i, route, model, decision, features))
+        stored = (self.log.record_many([d[3] for d in decided]) if self.log is not None
+                  else [(d[3], True) for d in decided])
+        for (i, route, model, _, features), (decision, inserted) in zip(decided, stored,
+                                                                        strict=True):
             if not inserted:   # a concurrent retry logged it first
-                return ScoreResult(decision, None, True)
-        if self.metrics is not None:
-            self.metrics.scoring_latency.labels(str(model.ref), role).observe(latency / 1e6)
-            self.metrics.decisions.labels(tenant, str(model.ref), role, decision.action).inc()
-        self._shadow(route, tenant, event_id, features)
-        return ScoreResult(decision, dict(features) if explain else None, False)
+                results[i] = ScoreResult(decision, None, True)
+                continue
+            if self.metrics is not None:
+                self.metrics.scoring_latency.labels(str(model.ref), decision.role).observe(
+                    decision.latency_us / 1e6)
+                self.metrics.decisions.labels(decision.tenant, str(model.ref), decision.role,
+                                              decision.action).inc()
+            self._shadow(route, decision.tenant, decision.event_id, features)
+            results[i] = ScoreResult(decision, dict(features) if wanted[i] else None, False)
+        for i, j in later:
+            earlier = results[j]
+            results[i] = earlier if not isinstance(earlier, ScoreResult) else \
+                ScoreResult(earlier.decision, None, True)
+        return results  # type: ignore[return-value]
+
+    def _event_time(self, event: Mapping[str, Any], now: datetime) -> datetime:
+        event_time = _datetime(event["event_time"])
+        if event_time > now + self.max_future:
+            raise InputError(f"event {event['event_id']!r}: event_time {event_time.isoformat()} is"
+                             f" more than {self.max_future} ahead of this server's clock; a time"
+                             " in the future would make every later event of its card look late")
+        return event_time
 
     def label(self, label: Mapping[str, Any]) -> int:
         """Apply one late label (``tenant, event_id, is_fraud, label_time``) to the state."""

@@ -43,6 +43,9 @@ class ServingMetrics:
             "fraudops_scoring_seconds",
             "In-process scoring latency (features, model, policy) by model and role.",
             ["model", "role"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram(
+            "fraudops_batch_size", "Scoring requests decided together (micro-batches).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
         self.shadow_latency = Histogram(
             "fraudops_shadow_seconds", "Shadow model scoring latency by model.", ["model"],
             buckets=_LATENCY_BUCKETS, registry=r)

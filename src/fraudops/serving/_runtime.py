@@ -55,7 +55,9 @@ class ServingConfig:
     shared by the workers of one machine; ``redis``: ``redis_url``, shared by replicas;
     ``memory``: one process only). ``database``: the decision log, deployment plans and API
     keys (default ``sqlite:///<workspace>/serving/serving.db``; ``postgresql://…`` where
-    configured). ``redis_prefix`` separates workspaces sharing one Redis.
+    configured). ``redis_prefix`` separates workspaces sharing one Redis. ``micro_batch``:
+    at most this many ``/v1/score`` requests that reach a server process together are
+    decided together (one state read-modify-write, one log commit; 1 turns it off).
     """
 
     workspace: str
@@ -72,12 +74,13 @@ class ServingConfig:
     max_future_s: float = 86_400.0
     max_body_bytes: int = 1_000_000
     max_batch_body_bytes: int = 32_000_000
+    micro_batch: int = 32
 
     def __post_init__(self) -> None:
         if self.state not in ("memory", "sqlite", "redis"):
             raise ValueError(f"The 'state' setting must be memory, sqlite or redis; got {self.state!r}")
         for name in ("plan_poll_s", "max_body_bytes", "max_batch_body_bytes", "shadow_queue",
-                     "max_future_s"):
+                     "max_future_s", "micro_batch"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"The {name!r} setting must be > 0; got {getattr(self, name)!r}")
         if self.n_reasons < 0:

@@ -461,3 +461,52 @@ def test_state_of_another_format_version_is_refused() -> None:
     assert FORMAT_VERSION != 99
     with pytest.raises(StoreError, match="format version 99"):
         EntityState.decode(data, 1, key="k")
+
+
+# -- batches ---------------------------------------------------------------------------------
+def test_a_batch_gives_what_one_by_one_gives(make_store: StoreFactory) -> None:
+    """Random batches of a shuffled stream (late events refused, retries, labels between
+    batches) give each event the features, or the refusal, of one-by-one processing, and
+    leave the same state."""
+    events, labels = _simulated_stream()
+    rng = random.Random(11)
+    shuffled = sorted(events[:600], key=lambda e: e["event_time"] + rng.randrange(3 * H))
+    shuffled[100:100] = [dict(shuffled[50]), dict(shuffled[60], event_time=shuffled[60][
+        "event_time"] + 1)]   # a retry, and a re-stamped retry
+    by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for label in labels:
+        by_id[label["event_id"]].append(label)
+    single = OnlineEngine(EVERY_OP, MemoryStore(), max_lateness=timedelta(hours=1))
+    batched = OnlineEngine(EVERY_OP, make_store(), max_lateness=timedelta(hours=1))
+    i = refused = 0
+    while i < len(shuffled):
+        batch = shuffled[i:i + rng.choice([1, 2, 5, 17, 40])]
+        i += len(batch)
+        got = batched.process_many(batch)
+        for event, result in zip(batch, got, strict=True):
+            try:
+                expected: Any = single.process_one(event)
+            except InputError as exc:
+                expected = exc
+            if isinstance(expected, InputError):
+                refused += 1
+                assert isinstance(result, InputError)
+                assert str(result) == str(expected)
+                continue
+            assert not isinstance(result, InputError), result
+            assert_same(result, expected, f"event {event['event_id']}")
+        for event in batch:
+            for label in by_id[event["event_id"]]:
+                assert batched.label_one(label) == single.label_one(label)
+    assert refused > 10
+    for event in shuffled:
+        for entity in (card, terminal, pair):
+            key = [event.get(k) for k in entity.keys]
+            if None not in key:
+                assert batched.read_state(entity.name, event["tenant"], key) == \
+                    single.read_state(entity.name, event["tenant"], key)
+
+
+def test_an_empty_batch_reads_nothing() -> None:
+    engine = OnlineEngine(COUNTS, MemoryStore())
+    assert engine.process_many([]) == []

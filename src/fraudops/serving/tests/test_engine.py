@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import shutil
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from fraudops.core import InputError
 from fraudops.serving import (
     CanarySpec,
     ModelLoadError,
@@ -145,3 +147,46 @@ def test_an_unknown_tenant_is_named(world: World, served: Served) -> None:
     event = {**first_events(world, 1)[0], "tenant": "globex"}
     with pytest.raises(UnknownTenant, match="'globex' has no deployment plan"):
         served.runtime.engine.score(event)
+
+
+def test_a_batch_decides_each_event_as_one_by_one(world: World, workspace: Path,
+                                                  tmp_path: Path) -> None:
+    """Random batches (with a canary, retries inside a batch and across batches, a re-stamped
+    retry, refused events) give every event the answer of one-by-one scoring."""
+    plan = TenantPlan(TENANT, V1, canary=CanarySpec(V2, 0.3))
+    single = start(workspace, plan=plan)
+    batched = start(Path(shutil.copytree(world.root, tmp_path / "ws2")), plan=plan)
+    events: list[dict[str, Any]] = first_events(world, 700)
+    events[300:300] = [dict(events[299]),                                    # same batch, likely
+                       {**events[10], "amount_cents": 1},                    # logged long ago
+                       {**events[20], "event_time": events[299]["event_time"]},  # re-stamped
+                       {**events[30], "event_id": "future", "event_time":
+                        events[30]["event_time"].replace(year=2199)},
+                       {**events[40], "event_id": "elsewhere", "tenant": "globex"}]
+    rng = random.Random(3)
+    try:
+        got: list[Any] = []
+        while len(got) < len(events):
+            chunk = events[len(got):len(got) + rng.choice([1, 3, 8, 32])]
+            got += batched.runtime.engine.score_many(chunk)
+        for event, result in zip(events, got, strict=True):
+            try:
+                expected: Any = single.runtime.engine.score(event)
+            except (InputError, UnknownTenant) as exc:
+                expected = exc
+            if isinstance(expected, Exception):
+                assert type(result) is type(expected)
+                assert str(result) == str(expected)
+                continue
+            assert _answer(result) == _answer(expected), event["event_id"]
+        assert sum(r.replayed for r in got if not isinstance(r, Exception)) == 3
+        assert batched.runtime.log.count() == single.runtime.log.count() == 700
+    finally:
+        single.runtime.close()
+        batched.runtime.close()
+
+
+def _answer(result: Any) -> tuple[Any, ...]:
+    d = result.decision
+    return (d.event_id, d.role, d.model_version, d.probability, d.score, d.action, d.reasons,
+            result.replayed)
