@@ -546,6 +546,7 @@ class Row:
     machine_busy_cores: float | None = None      # every process of the machine, this one included
     server_system_share: float | None = None     # kernel share of the server's CPU (syscalls, TCP)
     worker_shares: list[float] | None = None     # share of the scoring requests each worker took
+    mean_batch: float | None = None              # requests per micro-batch (fraudops_batch_size)
 
 
 def load_server(name: str, port: int, payloads: Iterator[bytes], args: argparse.Namespace,
@@ -598,6 +599,11 @@ def load_server(name: str, port: int, payloads: Iterator[bytes], args: argparse.
                                             histogram(after, "fraudops_request_seconds", where))
             row.shadow_dropped = (counter(after, "fraudops_shadow_dropped_total")
                                   - counter(before, "fraudops_shadow_dropped_total"))
+            batches = (counter(after, "fraudops_batch_size_count")
+                       - counter(before, "fraudops_batch_size_count"))
+            if batches > 0:
+                row.mean_batch = (counter(after, "fraudops_batch_size_sum")
+                                  - counter(before, "fraudops_batch_size_sum")) / batches
         if metrics_dir is not None and clock:
             done = {pid: n - clock.get(f"pid{pid}", 0.0)
                     for pid, n in requests_by_worker(metrics_dir).items()}
@@ -889,6 +895,8 @@ def print_row(row: Row) -> None:
                        f" / {_ms(row.request or {}, 'p99_ms', 0)} ms")
         if row.shadow_dropped:
             server_side += f", {row.shadow_dropped:.0f} shadow jobs dropped"
+    if row.mean_batch is not None:
+        server_side += f"  batch {row.mean_batch:.2f}"
     if row.worker_shares:
         server_side += "  split " + "/".join(f"{share:.0%}" for share in row.worker_shares)
     print(f"{row.server:<34}{row.rate:>6.0f}{r.achieved_rps:>9.1f}{_ms(lat, 'p50', 9)}"
@@ -1003,7 +1011,7 @@ def row_json(row: Row) -> dict[str, Any]:
             "server_request": row.request, "shadow_dropped": row.shadow_dropped,
             "server_cores": row.server_cores, "cpu_ms_per_answer": row.cpu_ms_per_answer,
             "machine_busy_cores": row.machine_busy_cores, "server_system_share": row.server_system_share,
-            "worker_shares": row.worker_shares}
+            "worker_shares": row.worker_shares, "mean_batch": row.mean_batch}
 
 
 # -- main --------------------------------------------------------------------------------------

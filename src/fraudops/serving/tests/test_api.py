@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from collections.abc import Iterator
@@ -189,6 +190,11 @@ def test_the_score_route_reads_requests_exactly_as_fastapi_would(
                          "headers": {**key, "content-type": "application/vnd.x+json"}}),
         ("broken json", {"content": b'{"event_id": ', "headers": {**key, **json_type}}),
         ("not utf-8", {"content": b'{"event_id": "\xff\xfe"}', "headers": {**key, **json_type}}),
+        ("NaN literal", {"content": b'{"event_id": "n", "amount_cents": NaN}',
+                         "headers": {**key, **json_type}}),
+        ("utf-16 json", {"content": json.dumps({"event_id": "u16"}).encode("utf-16"),
+                         "headers": {**key, **json_type}}),
+        ("too large", {"content": b" " * 1_000_001, "headers": {**key, **json_type}}),
         ("json array", {"json": [good], "headers": key}),
         ("wrong types", {"json": {**good, "amount_cents": "12.5", "event_time": 3},
                          "headers": key}),
