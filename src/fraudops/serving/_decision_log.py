@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -289,9 +290,9 @@ def _decision(row: Row) -> Decision:
 
 
 def _reasons_json(reasons: Sequence[Reason]) -> str:
-    return json.dumps([{"feature": r.feature, "value": _finite(r.value),
-                        "contribution": _finite(float(r.contribution))} for r in reasons],
-                      separators=(",", ":"), allow_nan=False)
+    return orjson.dumps([{"feature": r.feature, "value": _finite(r.value),
+                          "contribution": _finite(float(r.contribution))}
+                         for r in reasons]).decode()
 
 
 def _finite(value: float | None) -> float | None:

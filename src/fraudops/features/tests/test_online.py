@@ -7,6 +7,7 @@ arithmetic. The engine must match it within 1e-9 at every event.
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 from collections import defaultdict
@@ -17,6 +18,8 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fraudops.core import InputError, StoreError
 from fraudops.events import SimulationConfig, TenantProfile, simulate
@@ -40,6 +43,7 @@ from fraudops.features import (
     days,
     hours,
 )
+from fraudops.features._online import _json_list
 from fraudops.features._state import FORMAT_VERSION, EntityState
 
 from . import test_stores
@@ -510,3 +514,10 @@ def test_a_batch_gives_what_one_by_one_gives(make_store: StoreFactory) -> None:
 def test_an_empty_batch_reads_nothing() -> None:
     engine = OnlineEngine(COUNTS, MemoryStore())
     assert engine.process_many([]) == []
+
+
+@given(st.lists(st.one_of(st.text(), st.integers(), st.floats(allow_nan=False), st.none(),
+                          st.booleans()), min_size=1, max_size=4))
+def test_state_keys_are_the_json_of_their_values(values: list[Any]) -> None:
+    """The fast key encoding must never change a key: stored state would be lost."""
+    assert _json_list(values) == json.dumps(values)
