@@ -22,9 +22,10 @@ import ctypes
 import hashlib
 import json
 import math
+import random
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,6 +165,14 @@ class TrainedModel:
         if len(x) != len(self.feature_names):
             raise ValueError(f"x must have {len(self.feature_names)} values (one per feature); got {len(x)}")
         return self._scorer.contributions_one(x)
+
+    def explain_one(self, x: Sequence[float]) -> tuple[float, list[float]]:
+        """``(predict_one(x), contributions_one(x))``, the same numbers in one pass where the
+        model allows it (LightGBM: one call into it instead of two)."""
+        if len(x) != len(self.feature_names):
+            raise ValueError(f"x must have {len(self.feature_names)} values (one per feature); got {len(x)}")
+        raw, contributions = self._scorer.explain_one(x)
+        return (raw if self.calibrator is None else self.calibrator.apply_one(raw)), contributions
 
     def vector(self, features: Mapping[str, float | None]) -> list[float]:
         """The feature vector of ``features`` (a dict from the online engine) in model order."""
@@ -321,6 +330,7 @@ class _LightGBMScorer:
         self._leaf_config = ctypes.c_void_p()
         self._leaves = (ctypes.c_double * self.booster.num_trees())()
         self._attribution: PathAttribution | None = None
+        self._link: Callable[[float], float] | None = None
         try:
             from lightgbm import basic
 
@@ -348,21 +358,38 @@ class _LightGBMScorer:
 
     def contributions_one(self, x: Sequence[float]) -> list[float]:
         """Path attributions (see :mod:`._attribution`), built on first use."""
+        return self._attribute().contributions(self._leaf_indices(x))
+
+    def explain_one(self, x: Sequence[float]) -> tuple[float, list[float]]:
+        """``(predict_one(x), contributions_one(x))`` from one leaf-index call: the leaves'
+        outputs give the prediction too, when they reproduce LightGBM's to the last bit
+        (checked on probe rows when first used); otherwise from both calls."""
+        attribution = self._attribute()
+        raw, contributions = attribution.explain(self._leaf_indices(x))
+        link = self._link
+        return (self.predict_one(x) if link is None else link(raw)), contributions
+
+    def _attribute(self) -> PathAttribution:
         if self._attribution is None:
-            self._attribution = PathAttribution(self.booster.dump_model(), self.n_features)
-        leaves: Sequence[float] | np.ndarray | None = None
+            dump = self.booster.dump_model()
+            attribution = PathAttribution(dump, self.n_features)
+            self._link = _exact_link(self, attribution, dump)
+            self._attribution = attribution
+        return self._attribution
+
+    def _leaf_indices(self, x: Sequence[float]) -> Sequence[float] | np.ndarray:
         if self._fast is not None:
             with self._lock:
                 self._row[:] = [math.nan if v is None else v for v in x]
                 ret = self._fast(self._leaf_config, self._row, ctypes.byref(self._out_len),
                                  self._leaves)
-                # a copy (the buffer is reused by the next call), without a Python list
-                leaves = np.ctypeslib.as_array(self._leaves).copy() if ret == 0 else None
-        if leaves is None:
-            row = np.asarray([[math.nan if v is None else v for v in x]], dtype=np.float64)
-            with self._lock:   # Booster.predict is not documented as thread-safe
-                leaves = np.asarray(self.booster.predict(row, pred_leaf=True, num_threads=1))[0]
-        return self._attribution.contributions(leaves)
+                if ret == 0:   # a copy: the buffer is reused by the next call
+                    return np.ctypeslib.as_array(self._leaves).copy()
+        row = np.asarray([[math.nan if v is None else v for v in x]], dtype=np.float64)
+        with self._lock:   # Booster.predict is not documented as thread-safe
+            leaves: np.ndarray = np.asarray(self.booster.predict(row, pred_leaf=True,
+                                                                 num_threads=1))[0]
+        return leaves
 
     def predict_one(self, x: Sequence[float]) -> float:
         if self._fast is None:
@@ -375,6 +402,49 @@ class _LightGBMScorer:
         if ret != 0:
             return float(self.booster.predict(np.asarray([x], dtype=np.float64), num_threads=1)[0])
         return value
+
+
+def _exact_link(scorer: _LightGBMScorer, attribution: PathAttribution,
+                dump: dict[str, Any]) -> Callable[[float], float] | None:
+    """LightGBM's probability from a raw score, if it reproduces ``scorer.predict_one``
+    exactly on probe rows (binary objective only: ``1 / (1 + exp(-sigmoid * raw))``, as its C++
+    code computes it); None otherwise, and the prediction keeps its own call."""
+    objective = str(dump.get("objective", "")).split()
+    if not objective or objective[0] != "binary":
+        return None
+    sigmoid = next((float(part.split(":", 1)[1]) for part in objective[1:]
+                    if part.startswith("sigmoid:")), 1.0)
+
+    def link(raw: float) -> float:
+        try:
+            return 1.0 / (1.0 + math.exp(-sigmoid * raw))
+        except OverflowError:   # exp overflows to inf in C++: the probability is 0
+            return 0.0
+
+    cuts: list[set[float]] = [set() for _ in range(scorer.n_features)]
+    nodes = [tree["tree_structure"] for tree in dump["tree_info"]]
+    while nodes:
+        node = nodes.pop()
+        if "split_feature" in node:
+            if not isinstance(node.get("threshold"), int | float):
+                return None   # a categorical split: not probed, not trusted
+            cuts[int(node["split_feature"])].add(float(node["threshold"]))
+            nodes += [node["left_child"], node["right_child"]]
+    rng = random.Random(0)
+    for _ in range(PROBE_ROWS):
+        row = []
+        for feature_cuts in cuts:
+            t = rng.choice(sorted(feature_cuts)) if feature_cuts else 0.0
+            row.append(rng.choice([math.nan, t, math.nextafter(t, math.inf),
+                                   math.nextafter(t, -math.inf), t * 1.5 + 1, t * 0.5 - 1]))
+        raw, _ = attribution.explain(scorer._leaf_indices(row))
+        if link(raw) != scorer.predict_one(row):
+            return None
+    return link
+
+
+#: rows on which the one-call prediction must equal LightGBM's before it is used
+PROBE_ROWS = 256
 
 
 class _LogisticScorer:
@@ -408,6 +478,9 @@ class _LogisticScorer:
     def contributions_one(self, x: Sequence[float]) -> list[float]:
         return [w * ((m if v is None or v != v else v) - mu)
                 for v, w, m, mu in zip(x, self.weights, self.impute, self.mean, strict=True)]
+
+    def explain_one(self, x: Sequence[float]) -> tuple[float, list[float]]:
+        return self.predict_one(x), self.contributions_one(x)
 
     def predict_one(self, x: Sequence[float]) -> float:
         z = self.bias

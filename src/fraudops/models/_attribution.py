@@ -25,29 +25,46 @@ class PathAttribution:
     """
 
     def __init__(self, dump: dict[str, Any], n_features: int) -> None:
-        tables, offsets, start = [], [], 0
+        tables, values, offsets, start = [], [], [], 0
         for tree in dump["tree_info"]:
             table = np.zeros((max(1, int(tree["num_leaves"])), n_features))
-            _fill(tree["tree_structure"], table, n_features)
+            leaf_values = np.zeros(table.shape[0])
+            _fill(tree["tree_structure"], table, leaf_values, n_features)
             tables.append(table)
+            values.append(leaf_values)
             offsets.append(start)
             start += table.shape[0]
         self.table = np.vstack(tables) if tables else np.zeros((0, n_features))
+        #: each leaf's output, aligned with ``table``
+        self.leaf_values = np.concatenate(values) if values else np.zeros(0)
         self.offsets = np.asarray(offsets, dtype=np.int64)
 
     def contributions(self, leaves: Sequence[float] | np.ndarray) -> list[float]:
+        return self.explain(leaves)[1]
+
+    def explain(self, leaves: Sequence[float] | np.ndarray) -> tuple[float, list[float]]:
+        """The raw score and the contributions of the row that reached ``leaves``.
+
+        The raw score adds the trees' outputs one by one in tree order, as LightGBM does, so
+        it can equal LightGBM's own prediction to the last bit (its caller checks that).
+        """
         rows = self.offsets + np.asarray(leaves).astype(np.int64)
+        raw = float(np.cumsum(self.leaf_values[rows])[-1]) if len(rows) else 0.0
         out: list[float] = self.table[rows].sum(axis=0).tolist()
-        return out
+        return raw, out
 
 
-def _fill(root: dict[str, Any], table: np.ndarray, n_features: int) -> None:
-    """Walk one tree; at each leaf store the sum of value changes along its path, by feature."""
+def _fill(root: dict[str, Any], table: np.ndarray, leaf_values: np.ndarray,
+          n_features: int) -> None:
+    """Walk one tree; at each leaf store the sum of value changes along its path, by feature,
+    and the leaf's output."""
     stack = [(root, np.zeros(n_features))]
     while stack:
         node, path = stack.pop()
         if "leaf_index" in node or "split_feature" not in node:
-            table[int(node.get("leaf_index", 0))] = path
+            leaf = int(node.get("leaf_index", 0))
+            table[leaf] = path
+            leaf_values[leaf] = float(node.get("leaf_value", 0.0))
             continue
         value, feature = float(node["internal_value"]), int(node["split_feature"])
         for side in ("left_child", "right_child"):

@@ -196,8 +196,11 @@ class ScoringEngine:
                 results[i] = features
                 continue
             vector = model.model.vector(features)
-            p = model.model.predict_one(vector)
-            reasons = self._reasons(model, vector) if self.n_reasons else ()
+            if self.n_reasons:
+                p, contributions = model.model.explain_one(vector)
+                reasons = self._reasons(model, vector, contributions)
+            else:
+                p, reasons = model.model.predict_one(vector), ()
             latency = (time.perf_counter_ns() - start) // 1000
             decision = Decision(
                 tenant=events[i]["tenant"], event_id=events[i]["event_id"],
@@ -239,8 +242,8 @@ class ScoringEngine:
         self.route(label["tenant"])
         return self.online.label_one(label)
 
-    def _reasons(self, model: LoadedModel, vector: list[float]) -> tuple[Reason, ...]:
-        contributions = model.model.contributions_one(vector)
+    def _reasons(self, model: LoadedModel, vector: list[float],
+                 contributions: list[float]) -> tuple[Reason, ...]:
         order = sorted(range(len(vector)), key=lambda i: -abs(contributions[i]))
         names = model.feature_names
         return tuple(Reason(names[i], None if vector[i] != vector[i] else vector[i],

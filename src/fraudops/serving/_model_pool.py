@@ -7,6 +7,7 @@ and checked against the workspace's features) before it replaces the running one
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -88,6 +89,9 @@ class ModelPool:
                 "would be computed differently online; retrain it on the current definitions")
         if model.policy is None:
             raise ModelLoadError(f"model {ref} has no action policy: it cannot decide")
+        # the reasons' tables (and their exactness probe, ~0.2 s) are built now, not by the
+        # first decision
+        model.explain_one([math.nan] * len(model.feature_names))
         return LoadedModel(ref, model, ActionPolicy.from_dict(model.policy))
 
 

@@ -52,3 +52,30 @@ def test_logistic_contributions_are_coefficient_times_centred_value() -> None:
                "coef": [1.0, -0.5], "intercept": 0.1}
     scorer = _LogisticScorer(numbers, 2)
     assert scorer.contributions_one([3.0, float("nan")]) == pytest.approx([1.0, -1.5])
+
+
+@pytest.mark.parametrize("objective", ["binary", "cross_entropy"])
+def test_one_call_gives_the_prediction_and_the_reasons_of_two(booster: lgb.Booster,
+                                                              objective: str) -> None:
+    """``explain_one`` is ``(predict_one, contributions_one)`` to the last bit: from the
+    leaves' outputs where a probe showed they reproduce LightGBM (binary), else from LightGBM."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2000, 6))
+    y = (x[:, 0] - x[:, 3] > 0.5).astype(int)
+    model = booster if objective == "binary" else lgb.train(
+        {"objective": objective, "verbose": -1, "num_leaves": 7, "seed": 0},
+        lgb.Dataset(x, y), num_boost_round=20)
+    scorer = _LightGBMScorer(model.model_to_string(), 6)
+    rows = rng.normal(size=(500, 6)) * 3
+    rows[rng.random(rows.shape) < 0.15] = np.nan
+    for row in rows.tolist():
+        assert scorer.explain_one(row) == (scorer.predict_one(row), scorer.contributions_one(row))
+    assert (scorer._link is not None) == (objective == "binary")
+
+
+def test_the_one_call_link_handles_extreme_scores(booster: lgb.Booster) -> None:
+    scorer = _LightGBMScorer(booster.model_to_string(), 6)
+    scorer.explain_one([0.0] * 6)
+    assert scorer._link is not None
+    assert scorer._link(-1e6) == 0.0
+    assert scorer._link(1e6) == 1.0
