@@ -64,6 +64,9 @@ def serve(
     database: DatabaseOption = None,
     shadows: Annotated[bool, typer.Option(help="Score shadow models.")] = True,
     reasons: Annotated[int, typer.Option(min=0, help="Feature contributions per decision.")] = 3,
+    micro_batch: Annotated[int, typer.Option(
+        min=1, help="At most this many concurrent /v1/score requests decided together"
+                    " (one state read-modify-write and one log commit); 1: one at a time.")] = 32,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Start the scoring API (OpenAPI docs at /docs). Stops on Ctrl-C or SIGTERM."""
@@ -73,7 +76,8 @@ def serve(
         raise typer.BadParameter("--state memory cannot be shared by several workers; "
                                  "use sqlite or redis", param_hint="--workers")
     config = _config(workspace, database, state=state, redis_url=redis_url,
-                     redis_prefix=redis_prefix, shadows=shadows, n_reasons=reasons)
+                     redis_prefix=redis_prefix, shadows=shadows, n_reasons=reasons,
+                     micro_batch=micro_batch)
     os.environ[CONFIG_ENV] = config.to_env()
     metrics_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
