@@ -195,19 +195,7 @@ class ScoringEngine:
             if isinstance(features, InputError):
                 results[i] = features
                 continue
-            vector = model.model.vector(features)
-            if self.n_reasons:
-                p, contributions = model.model.explain_one(vector)
-                reasons = self._reasons(model, vector, contributions)
-            else:
-                p, reasons = model.model.predict_one(vector), ()
-            latency = (time.perf_counter_ns() - start) // 1000
-            decision = Decision(
-                tenant=events[i]["tenant"], event_id=events[i]["event_id"],
-                event_time=event_time, decided_at=datetime.now(UTC), model_name=model.ref.name,
-                model_version=model.ref.version, role=role,  # type: ignore[arg-type]
-                probability=p, score=model.policy.score(p), action=model.policy.action(p),
-                latency_us=latency, reasons=reasons, source=source)
+            decision = self._decide(events[i], event_time, model, role, features, start, source)
             decided.append((i, route, model, decision, features))
         stored = (self.log.record_many([d[3] for d in decided]) if self.log is not None
                   else [(d[3], True) for d in decided])
@@ -228,6 +216,23 @@ class ScoringEngine:
             results[i] = earlier if not isinstance(earlier, ScoreResult) else \
                 ScoreResult(earlier.decision, None, True)
         return results  # type: ignore[return-value]
+
+    def _decide(self, event: Mapping[str, Any], event_time: datetime, model: LoadedModel,
+                role: str, features: Mapping[str, float | None], start_ns: int,
+                source: str) -> Decision:
+        vector = model.model.vector(features)
+        if self.n_reasons:
+            p, contributions = model.model.explain_one(vector)
+            reasons = self._reasons(model, vector, contributions)
+        else:
+            p, reasons = model.model.predict_one(vector), ()
+        return Decision(
+            tenant=event["tenant"], event_id=event["event_id"], event_time=event_time,
+            decided_at=datetime.now(UTC), model_name=model.ref.name,
+            model_version=model.ref.version, role=role,  # type: ignore[arg-type]
+            probability=p, score=model.policy.score(p), action=model.policy.action(p),
+            latency_us=(time.perf_counter_ns() - start_ns) // 1000, reasons=reasons,
+            source=source)
 
     def _event_time(self, event: Mapping[str, Any], now: datetime) -> datetime:
         event_time = _datetime(event["event_time"])
