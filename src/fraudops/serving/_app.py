@@ -140,8 +140,9 @@ def create_app(runtime: Runtime | None = None, *, config: ServingConfig | None =
         who = _authenticated(app.state.keys, headers.get(b"authorization"),
                              headers.get(b"x-api-key"))
         errors: list[Any] = []
-        explain = _validated(_BOOL, QueryParams(scope["query_string"]).get("explain", False),
-                             ("query", "explain"), errors)
+        query = scope["query_string"]
+        explain = _validated(_BOOL, QueryParams(query).get("explain", False),
+                             ("query", "explain"), errors) if query else False
         tx = _validated(_TRANSACTION, content, ("body",), errors)
         if errors:
             raise RequestValidationError(errors)
