@@ -37,11 +37,17 @@ class MicroBatcher:
         self._events: list[Mapping[str, Any]] = []
         self._explain: list[bool] = []
         self._waiting: list[asyncio.Future[ScoreResult]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def decide(self, event: Mapping[str, Any], explain: bool = False) -> ScoreResult:
         loop = asyncio.get_running_loop()
+        if self._waiting and self._loop is not loop:
+            # a batch left by a loop that stopped before its turn came (its callers are gone,
+            # nothing of it was decided): without this, no flush would ever be scheduled again
+            self._events, self._explain, self._waiting = [], [], []
         waiting: asyncio.Future[ScoreResult] = loop.create_future()
         if not self._waiting:
+            self._loop = loop
             loop.call_soon(self._flush)
         self._events.append(event)
         self._explain.append(explain)

@@ -71,6 +71,19 @@ def test_calls_of_later_turns_are_later_batches() -> None:
         MicroBatcher(_recording(batches), max_size=0)
 
 
+def test_a_batch_left_by_a_stopped_loop_does_not_block_the_next_loop() -> None:
+    batches: list[list[Any]] = []
+    batcher = MicroBatcher(_recording(batches))
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(batcher.decide({"n": 1}))
+    loop.call_soon(loop.stop)   # the task queues its event, then the loop stops before the
+    loop.run_forever()          # flush's turn...
+    task.cancel()
+    loop.close()                # ...which never comes: the loop is gone
+    assert asyncio.run(asyncio.wait_for(batcher.decide({"n": 2}), 5)) == (2, False)
+    assert batches == [[2]]
+
+
 def test_concurrent_requests_are_decided_together_and_answered_each(
         world: World, served: Served) -> None:
     events = [_json(e) for e in first_events(world, 40)]
