@@ -430,11 +430,12 @@ def _exact_link(scorer: _LightGBMScorer, attribution: PathAttribution,
                 return None   # a categorical split: not probed, not trusted
             cuts[int(node["split_feature"])].add(float(node["threshold"]))
             nodes += [node["left_child"], node["right_child"]]
+    candidates = [sorted(feature_cuts) or [0.0] for feature_cuts in cuts]
     rng = random.Random(0)
     for _ in range(PROBE_ROWS):
         row = []
-        for feature_cuts in cuts:
-            t = rng.choice(sorted(feature_cuts)) if feature_cuts else 0.0
+        for thresholds in candidates:
+            t = rng.choice(thresholds)
             row.append(rng.choice([math.nan, t, math.nextafter(t, math.inf),
                                    math.nextafter(t, -math.inf), t * 1.5 + 1, t * 0.5 - 1]))
         raw, _ = attribution.explain(scorer._leaf_indices(row))

@@ -40,7 +40,8 @@ class PathAttribution:
         self.offsets = np.asarray(offsets, dtype=np.int64)
 
     def contributions(self, leaves: Sequence[float] | np.ndarray) -> list[float]:
-        return self.explain(leaves)[1]
+        out: list[float] = self.table[self._rows(leaves)].sum(axis=0).tolist()
+        return out
 
     def explain(self, leaves: Sequence[float] | np.ndarray) -> tuple[float, list[float]]:
         """The raw score and the contributions of the row that reached ``leaves``.
@@ -48,10 +49,14 @@ class PathAttribution:
         The raw score adds the trees' outputs one by one in tree order, as LightGBM does, so
         it can equal LightGBM's own prediction to the last bit (its caller checks that).
         """
-        rows = self.offsets + np.asarray(leaves).astype(np.int64)
+        rows = self._rows(leaves)
         raw = float(np.cumsum(self.leaf_values[rows])[-1]) if len(rows) else 0.0
         out: list[float] = self.table[rows].sum(axis=0).tolist()
         return raw, out
+
+    def _rows(self, leaves: Sequence[float] | np.ndarray) -> np.ndarray:
+        rows: np.ndarray = self.offsets + np.asarray(leaves).astype(np.int64)
+        return rows
 
 
 def _fill(root: dict[str, Any], table: np.ndarray, leaf_values: np.ndarray,

@@ -420,7 +420,7 @@ class _BodyLimit:
         limit = self.limit(scope["path"])
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _too_large(send, limit)
+            await _too_large(limit)(scope, receive, send)
             return
         seen = 0
         started = False
@@ -443,7 +443,7 @@ class _BodyLimit:
             await self.app(scope, counted, tracked)
         except _TooLarge:
             if not started:
-                await _too_large(send, limit)
+                await _too_large(limit)(scope, receive, send)
 
 
 class _API(FastAPI):
@@ -482,12 +482,14 @@ class _Direct:
         scope["route"] = self.route   # what the router would set
         status = 500
         try:
-            response = await self._response(scope, receive)
+            try:
+                response = await self._response(scope, receive)
+            except Exception:   # nothing was sent yet
+                await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive,
+                                                                                 send)
+                raise
             status = response.status_code
             await response(scope, receive, send)
-        except Exception:
-            await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
-            raise
         finally:
             m = self.metrics()
             if m is not None:
@@ -502,7 +504,7 @@ class _Direct:
         limit = self.limit()
         declared = headers.get(b"content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            return _too_large_response(limit)
+            return _too_large(limit)
         parts, size = [], 0
         while True:
             message = await receive()
@@ -511,7 +513,7 @@ class _Direct:
             parts.append(message.get("body", b""))
             size += len(parts[-1])
             if size > limit:
-                return _too_large_response(limit)
+                return _too_large(limit)
             if not message.get("more_body", False):
                 break
         try:
@@ -529,20 +531,9 @@ class _TooLarge(Exception):
     pass
 
 
-def _too_large_body(limit: int) -> bytes:
-    return b'{"detail":"request body larger than ' + str(limit).encode() + b' bytes"}'
-
-
-def _too_large_response(limit: int) -> Response:
-    return Response(_too_large_body(limit), status_code=413, media_type="application/json")
-
-
-async def _too_large(send: Send, limit: int) -> None:
-    body = _too_large_body(limit)
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+def _too_large(limit: int) -> Response:
+    return Response(b'{"detail":"request body larger than ' + str(limit).encode() + b' bytes"}',
+                    status_code=413, media_type="application/json")
 
 
 class _Measured:

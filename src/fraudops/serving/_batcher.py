@@ -32,8 +32,6 @@ class MicroBatcher:
             raise ValueError(f"The 'max_size' parameter of MicroBatcher must be >= 1; got {max_size!r}")
         self.decide_many = decide_many
         self.max_size = max_size
-        self.batches = 0
-        self.decided = 0
         self._events: list[Mapping[str, Any]] = []
         self._explain: list[bool] = []
         self._waiting: list[asyncio.Future[ScoreResult]] = []
@@ -61,8 +59,6 @@ class MicroBatcher:
         if not waiting:
             return   # flushed at max_size already; this was its scheduled call
         self._events, self._explain, self._waiting = [], [], []
-        self.batches += 1
-        self.decided += len(waiting)
         try:
             results = self.decide_many(events, explain)
         except Exception as exc:   # the whole batch failed: each caller answers with it

@@ -119,12 +119,15 @@ class DecisionLog(OnDatabase):
         """
         if self.db.write_one("record a decision", _INSERT_DECISION, _decision_row(decision)) == 1:
             return decision, True
+        return self._logged_first(decision), False
+
+    def _logged_first(self, decision: Decision) -> Decision:
         stored = self.db.one("read the decision logged first", _SELECT_DECISION,
                              (decision.tenant, decision.event_id))
         if stored is None:  # only if someone deleted it in between
             raise StoreError(f"decision log at {self.db.target.where}: decision "
                              f"{decision.tenant}/{decision.event_id} was neither new nor found")
-        return _decision(stored), False
+        return _decision(stored)
 
     def record_many(self, decisions: Sequence[Decision]) -> list[tuple[Decision, bool]]:
         """:meth:`record` for each decision, in one transaction (one commit for a server's
@@ -138,10 +141,9 @@ class DecisionLog(OnDatabase):
             return [session.execute(_INSERT_DECISION, row).rowcount == 1 for row in rows]
 
         inserted = self.db.run(f"record {len(rows)} decisions", insert, write=True)
-        out = []
-        for d, new in zip(decisions, inserted, strict=True):
-            out.append((d, True) if new else self.record(d))   # a concurrent retry came first
-        return out
+        # not inserted: a concurrent retry came first, and its decision is the answer
+        return [(d, True) if new else (self._logged_first(d), False)
+                for d, new in zip(decisions, inserted, strict=True)]
 
     def record_shadows(self, scores: Sequence[ShadowScore]) -> None:
         """Log a batch of shadow scores in one transaction; a score logged before is kept."""

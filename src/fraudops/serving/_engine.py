@@ -181,13 +181,10 @@ class ScoringEngine:
             plan.append((i, route, model, role, event_time))
         # a retry (same tenant and event_id) gets the logged decision, whatever else it
         # carries now: a re-stamped retry must not enter the state a second time
-        logged = {} if self.log is None or not plan else self.log.get_many(
-            [(events[i]["tenant"], events[i]["event_id"]) for i, *_ in plan])
+        logged = {} if self.log is None or not first else self.log.get_many(list(first))
         if logged:
-            for i, *_ in plan:
-                found = logged.get((events[i]["tenant"], events[i]["event_id"]))
-                if found is not None:
-                    results[i] = ScoreResult(found, None, True)
+            for key, found in logged.items():
+                results[first[key]] = ScoreResult(found, None, True)
             plan = [p for p in plan if results[p[0]] is None]
         computed = self.online.process_many([events[i] for i, *_ in plan])
         decided: list[tuple[int, _TenantRoute, LoadedModel, Decision, dict[str, Any]]] = []
