@@ -31,6 +31,17 @@ label-reading entity. Label events are stored with their ``label_time`` and read
 the scored event's time, so a label dated in the future of a transaction is invisible to it.
 A label for an event that the engine has not processed, or has already expired, is ignored
 (``label_one`` returns 0).
+
+Idle entities
+-------------
+An entity's events leave its state only when a later event of the same entity arrives, so a
+card that is never used again would keep its state for ever. Every key the engine writes
+therefore carries a time to live (``idle_ttl``, by default the longest ``horizon +
+max_lateness`` of the feature set): the store drops it after that much wall-clock time
+without a write. When event times follow the serving clock (live traffic, where an event
+is at most ``max_lateness`` late), every event such a state held is then outside every window
+of any later event, so no feature changes. A replay of old events runs faster than their
+event time did, so it never loses state it still needs either.
 """
 
 from __future__ import annotations
@@ -42,7 +53,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, Literal
 
 from fraudops.core import InputError
 
@@ -182,6 +193,11 @@ class OnlineEngine:
     namespace : str or None
         Prefix of every state key; by default the feature set's name and definition hash, so
         a changed definition never reads the state of another.
+    idle_ttl : timedelta, "horizon" or None
+        Wall-clock time after its last write at which the store drops a key (see "Idle
+        entities" in the module docstring). ``"horizon"`` (default): the longest window
+        plus lag plus ``max_lateness``, the shortest that changes no feature; a shorter
+        timedelta is refused. ``None``: keys stay until overwritten.
 
     Examples
     --------
@@ -201,7 +217,8 @@ class OnlineEngine:
 
     def __init__(self, feature_set: FeatureSet, store: StateStore, *,
                  max_lateness: timedelta = timedelta(hours=1),
-                 namespace: str | None = None) -> None:
+                 namespace: str | None = None,
+                 idle_ttl: timedelta | Literal["horizon"] | None = "horizon") -> None:
         feature_set.validate()
         if max_lateness < timedelta(0):
             raise ValueError("The 'max_lateness' parameter of OnlineEngine must be a timedelta"
@@ -216,6 +233,9 @@ class OnlineEngine:
         self._aggregation_names = tuple(spec.name for spec in feature_set.aggregations)
         self._transforms = _compile_transforms(feature_set)
         self._labelled = any(plan.reads_labels for plan in self._entities)
+        self.idle_ttl = _idle_ttl(idle_ttl, max(plan.keep_us for plan in self._entities))
+        self._ttl_ms = None if self.idle_ttl is None else -(-self.idle_ttl // timedelta(
+            milliseconds=1))
 
     @property
     def names(self) -> list[str]:
@@ -271,7 +291,8 @@ class OnlineEngine:
             steps.append(step)
             keys.update(dict.fromkeys(key for _, key, _ in step.touched))
         if keys:
-            values = self.store.update(list(keys), lambda raw: self._apply(steps, keys, raw))
+            values = self.store.update(list(keys), lambda raw: self._apply(steps, keys, raw),
+                                       ttl_ms=self._ttl_ms)
         else:
             values = [None if isinstance(s, InputError) else [None] * len(self._aggregation_names)
                       for s in steps]
@@ -396,7 +417,20 @@ class OnlineEngine:
                     writes[key] = state.encode()
             return writes, len(writes)
 
-        return self.store.update(keys, modify)
+        return self.store.update(keys, modify, ttl_ms=self._ttl_ms)
+
+
+def _idle_ttl(value: timedelta | Literal["horizon"] | None, keep_us: int) -> timedelta | None:
+    needed = timedelta(microseconds=keep_us)
+    if value == "horizon":
+        return needed
+    if value is None:
+        return None
+    if not isinstance(value, timedelta) or value < needed:
+        raise ValueError(f"The 'idle_ttl' parameter of OnlineEngine must be 'horizon', None or a"
+                         f" timedelta of at least the longest window + lag + max_lateness"
+                         f" ({needed}), so that no feature changes; got {value!r}")
+    return value
 
 
 def _mark_owner(touched: list[tuple[_EntityPlan, str, list[Value]]]) -> None:

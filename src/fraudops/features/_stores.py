@@ -3,14 +3,23 @@
 A :class:`StateStore` maps string keys to opaque bytes. The engine needs four things:
 
 * ``get_many(keys) -> list[bytes | None]``: current values, ``None`` for absent keys;
-* ``put_many({key: bytes | None})``: write several keys at once; ``None`` deletes;
-* ``update(keys, modify) -> result``: an atomic read-modify-write. The store reads ``keys``,
-  calls ``modify(values)``, which returns ``(writes, result)``, and applies ``writes`` so that
-  no other writer changed any of ``keys`` in between; then it returns ``result``. A store may
-  call ``modify`` more than once (optimistic stores retry on conflict), so ``modify`` must
-  have no side effect besides its return value. If ``modify`` raises, nothing is written.
-  ``writes`` may name keys outside ``keys`` (they are written in the same transaction).
+* ``put_many({key: bytes | None}, ttl_ms=None)``: write several keys at once; ``None``
+  deletes;
+* ``update(keys, modify, ttl_ms=None) -> result``: an atomic read-modify-write. The store
+  reads ``keys``, calls ``modify(values)``, which returns ``(writes, result)``, and applies
+  ``writes`` so that no other writer changed any of ``keys`` in between; then it returns
+  ``result``. A store may call ``modify`` more than once (optimistic stores retry on
+  conflict), so ``modify`` must have no side effect besides its return value. If ``modify``
+  raises, nothing is written. ``writes`` may name keys outside ``keys`` (they are written in
+  the same transaction).
 * ``close()``, and use as a context manager.
+
+Idle keys expire. A key written with ``ttl_ms`` is absent, for every reader, once ``ttl_ms``
+milliseconds of wall-clock time have passed without another write of it, and its space is
+reclaimed: Redis drops it itself (``PX``), :class:`SQLiteStore` sweeps on a background thread,
+:class:`MemoryStore` as it writes. Without it, the state of every card and terminal ever seen
+would stay forever: Redis memory and the SQLite file would only grow. ``ttl_ms=None`` keeps
+the key until it is overwritten or deleted.
 
 Implementations, all real and supported:
 
@@ -28,12 +37,15 @@ not answer (or a lock was not granted) in time.
 
 from __future__ import annotations
 
+import itertools
+import logging
 import random
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar, cast
@@ -42,6 +54,7 @@ from urllib.parse import urlsplit, urlunsplit
 from fraudops.core import StoreError, StoreTimeout, WalCheckpointer, connect_shared, retry_busy
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 #: What ``modify`` returns: the writes to apply (``None`` deletes) and the caller's result.
 Modify = Callable[[list[bytes | None]], tuple[Mapping[str, bytes | None], T]]
 
@@ -73,11 +86,15 @@ class StoreSettings:
     redis_max_attempts : int
         Attempts of one optimistic read-modify-write under contention before
         :class:`StoreTimeout`.
+    sqlite_sweep_interval : float
+        Seconds between two sweeps of expired keys by a :class:`SQLiteStore` (0: none; reads
+        skip expired keys either way, a sweep only reclaims their space).
     """
 
     sqlite_timeout: float = 5.0
     sqlite_synchronous: str = "NORMAL"
     sqlite_wal_autocheckpoint: int = 10_000
+    sqlite_sweep_interval: float = 600.0
     redis_socket_timeout: float = 1.0
     redis_connect_timeout: float = 1.0
     redis_max_attempts: int = 50
@@ -91,9 +108,11 @@ class StateStore(Protocol):
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
 
-    def put_many(self, items: Mapping[str, bytes | None]) -> None: ...
+    def put_many(self, items: Mapping[str, bytes | None], *, ttl_ms: int | None = None) -> None:
+        ...
 
-    def update(self, keys: Sequence[str], modify: Modify[T]) -> T: ...
+    def update(self, keys: Sequence[str], modify: Modify[T], *, ttl_ms: int | None = None) -> T:
+        ...
 
     def close(self) -> None: ...
 
@@ -118,6 +137,10 @@ class _Closing:
 class MemoryStore(_Closing):
     """State in a dict of this process; thread-safe.
 
+    ``clock``: seconds, monotonic (``time.monotonic``; tests pass their own). Keys written
+    with a ``ttl_ms`` are kept in write order with their deadlines, so each write drops the
+    expired ones from the front in amortised O(1).
+
     Examples
     --------
     >>> with MemoryStore() as store:
@@ -128,40 +151,66 @@ class MemoryStore(_Closing):
     [b'1!', b'2', None]
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._data: dict[str, bytes] = {}
+        self._deadlines: dict[str, float] = {}  # keys with a TTL, oldest write first
+        self._clock = clock
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._data)
+        with self._lock:
+            self._sweep(self._clock())
+            return len(self._data)
 
     def stored_keys(self) -> list[str]:
         """Every key held (for inspection and tests)."""
         with self._lock:
+            self._sweep(self._clock())
             return list(self._data)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         data = self._data
-        return [data.get(key) for key in keys]
-
-    def put_many(self, items: Mapping[str, bytes | None]) -> None:
+        if not self._deadlines:
+            return [data.get(key) for key in keys]
         with self._lock:
-            self._apply(items)
+            return self._read(keys, self._clock())
 
-    def update(self, keys: Sequence[str], modify: Modify[T]) -> T:
+    def _read(self, keys: Sequence[str], now: float) -> list[bytes | None]:
+        data, deadlines = self._data, self._deadlines
+        return [None if deadlines.get(key, now + 1) <= now else data.get(key) for key in keys]
+
+    def put_many(self, items: Mapping[str, bytes | None], *, ttl_ms: int | None = None) -> None:
         with self._lock:
-            data = self._data
-            writes, result = modify([data.get(key) for key in keys])
-            self._apply(writes)
+            self._apply(items, ttl_ms, self._clock())
+
+    def update(self, keys: Sequence[str], modify: Modify[T], *, ttl_ms: int | None = None) -> T:
+        with self._lock:
+            now = self._clock()
+            writes, result = modify(self._read(keys, now))
+            self._apply(writes, ttl_ms, now)
             return result
 
-    def _apply(self, items: Mapping[str, bytes | None]) -> None:
-        data = self._data
+    def _apply(self, items: Mapping[str, bytes | None], ttl_ms: int | None, now: float) -> None:
+        data, deadlines = self._data, self._deadlines
         for key, value in items.items():
+            deadlines.pop(key, None)
             if value is None:
                 data.pop(key, None)
             else:
                 data[key] = value
+                if ttl_ms is not None:
+                    deadlines[key] = now + ttl_ms / 1000
+        self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        """Drop expired keys from the front of the write order (a key written later with a
+        shorter TTL waits for those before it; reads already treat it as absent)."""
+        deadlines = self._deadlines
+        if not deadlines or next(iter(deadlines.values())) > now:
+            return
+        for key in list(itertools.takewhile(lambda k: deadlines[k] <= now, deadlines)):
+            del deadlines[key]
+            del self._data[key]
 
     def close(self) -> None:
         """Nothing to release; the data stays readable."""
@@ -179,6 +228,11 @@ class SQLiteStore(_Closing):
     lock), so concurrent read-modify-writes are serialised; a writer waits at most
     ``settings.sqlite_timeout`` seconds for the lock, then raises :class:`StoreTimeout`.
 
+    A key written with ``ttl_ms`` stores its deadline (``expires_ms``, Unix milliseconds of
+    ``clock``, default ``time.time``, so it holds across processes and restarts); reads skip
+    it once passed, and every ``settings.sqlite_sweep_interval`` seconds a thread of the store
+    deletes the expired keys, a page of keys per short transaction (:meth:`sweep`).
+
     Examples
     --------
     >>> import tempfile, os
@@ -190,13 +244,14 @@ class SQLiteStore(_Closing):
     """
 
     def __init__(self, path: str | Path, *, settings: StoreSettings = DEFAULT_STORE_SETTINGS,
-                 table: str = "entity_state") -> None:
+                 table: str = "entity_state", clock: Callable[[], float] = time.time) -> None:
         if not table.isidentifier():
             raise ValueError(f"The 'table' parameter of SQLiteStore must be an identifier;"
                              f" got {table!r}")
         self.path = Path(path)
         self.settings = settings
         self.table = table
+        self._clock = clock
         self._lock = threading.RLock()
         self._select: dict[int, str] = {}
         if settings.sqlite_synchronous not in ("OFF", "NORMAL", "FULL"):
@@ -206,13 +261,29 @@ class SQLiteStore(_Closing):
             self._db = connect_shared(self.path, timeout_s=settings.sqlite_timeout,
                                       synchronous=settings.sqlite_synchronous,
                                       wal_autocheckpoint=settings.sqlite_wal_autocheckpoint)
-            self._retry(lambda: self._db.execute(
-                f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY,"
-                " value BLOB NOT NULL) WITHOUT ROWID"))
+            self._retry(self._create_table)
         except sqlite3.Error as exc:
             raise self._error(exc, "open") from None
         # commits only append to the WAL; copying it into the file happens off the request path
         self._checkpointer = WalCheckpointer(self.path)
+        self._sweeper = _Periodic(f"state-sweep:{self.path.name}", settings.sqlite_sweep_interval,
+                                  self._sweep_in_background) \
+            if settings.sqlite_sweep_interval > 0 else None
+
+    def _create_table(self) -> None:
+        """The table, with ``expires_ms`` (added to a table made before keys could expire)."""
+        db, table = self._db, self.table
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY,"
+                       " expires_ms INTEGER, value BLOB NOT NULL) WITHOUT ROWID")
+            columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            if "expires_ms" not in columns:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN expires_ms INTEGER")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def _retry(self, action: Callable[[], T]) -> T:
         return retry_busy(action, timeout_s=self.settings.sqlite_timeout)
@@ -225,22 +296,26 @@ class SQLiteStore(_Closing):
                                 " s (sqlite_timeout)")
         return StoreError(f"SQLite state store {self.path}: {doing}: {text}")
 
-    def _read(self, keys: Sequence[str]) -> list[bytes | None]:
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _read(self, keys: Sequence[str], now_ms: int) -> list[bytes | None]:
         unique = list(dict.fromkeys(keys))
         sql = self._select.get(len(unique))
         if sql is None:
             marks = ",".join("?" * len(unique))
             sql = self._select[len(unique)] = (
-                f"SELECT key, value FROM {self.table} WHERE key IN ({marks})")
-        found = dict(self._db.execute(sql, unique).fetchall())
+                f"SELECT key, value FROM {self.table} WHERE key IN ({marks})"
+                " AND (expires_ms IS NULL OR expires_ms > ?)")
+        found = dict(self._db.execute(sql, [*unique, now_ms]).fetchall())
         return [found.get(key) for key in keys]
 
-    def _write(self, items: Mapping[str, bytes | None]) -> None:
-        puts = [(k, v) for k, v in items.items() if v is not None]
+    def _write(self, items: Mapping[str, bytes | None], expires_ms: int | None) -> None:
+        puts = [(k, expires_ms, v) for k, v in items.items() if v is not None]
         deletes = [(k,) for k, v in items.items() if v is None]
         if puts:
-            self._db.executemany(f"INSERT OR REPLACE INTO {self.table} (key, value)"
-                                 " VALUES (?, ?)", puts)
+            self._db.executemany(f"INSERT OR REPLACE INTO {self.table} (key, expires_ms, value)"
+                                 " VALUES (?, ?, ?)", puts)
         if deletes:
             self._db.executemany(f"DELETE FROM {self.table} WHERE key = ?", deletes)
 
@@ -249,32 +324,33 @@ class SQLiteStore(_Closing):
             return []
         with self._lock:
             try:
-                return self._retry(lambda: self._read(keys))
+                return self._retry(lambda: self._read(keys, self._now_ms()))
             except sqlite3.Error as exc:
                 raise self._error(exc, "read") from None
 
-    def put_many(self, items: Mapping[str, bytes | None]) -> None:
-        self.update([], lambda _: (items, None))
+    def put_many(self, items: Mapping[str, bytes | None], *, ttl_ms: int | None = None) -> None:
+        self.update([], lambda _: (items, None), ttl_ms=ttl_ms)
 
-    def update(self, keys: Sequence[str], modify: Modify[T]) -> T:
+    def update(self, keys: Sequence[str], modify: Modify[T], *, ttl_ms: int | None = None) -> T:
         """Optimistic, like Redis: ``modify`` runs on a plain read, outside the write lock, and
         again under the lock only if another process changed one of ``keys`` meanwhile. The
         lock is held for a read, a compare and the writes (~50 µs), not for the feature
         computation, so workers rarely wait for one another."""
         with self._lock:
             db = self._db
+            now_ms = self._now_ms()
             try:
-                seen = self._retry(lambda: self._read(keys)) if keys else []
+                seen = self._retry(lambda: self._read(keys, now_ms)) if keys else []
                 writes, result = modify(seen)
                 self._retry(lambda: db.execute("BEGIN IMMEDIATE"))
             except sqlite3.Error as exc:
                 raise self._error(exc, "begin a write transaction") from None
             try:
                 if keys:
-                    current = self._read(keys)
+                    current = self._read(keys, now_ms)
                     if current != seen:
                         writes, result = modify(current)
-                self._write(writes)
+                self._write(writes, None if ttl_ms is None else now_ms + ttl_ms)
                 db.execute("COMMIT")
             except BaseException as exc:
                 db.execute("ROLLBACK")
@@ -286,13 +362,87 @@ class SQLiteStore(_Closing):
     def stored_keys(self) -> list[str]:
         """Every key held (for inspection and tests)."""
         with self._lock:
-            return self._retry(lambda: [row[0] for row in
-                                        self._db.execute(f"SELECT key FROM {self.table}")])
+            return self._retry(lambda: [row[0] for row in self._db.execute(
+                f"SELECT key FROM {self.table} WHERE expires_ms IS NULL OR expires_ms > ?",
+                [self._now_ms()])])
+
+    def sweep(self, *, page: int = 1000) -> int:
+        """Delete the keys whose TTL has passed; returns how many.
+
+        On a connection of its own, so the request path's connection is never held: the
+        table is walked in key order, ``page`` keys per read, and each page's expired keys
+        are deleted in one short write transaction that checks them again (a key written
+        meanwhile is kept)."""
+        read = (f"SELECT key, expires_ms FROM {self.table} WHERE key > ? ORDER BY key"
+                " LIMIT ?")
+        delete = f"DELETE FROM {self.table} WHERE key = ? AND expires_ms <= ?"
+        deleted, after = 0, ""
+        try:
+            db = connect_shared(self.path, timeout_s=self.settings.sqlite_timeout,
+                                synchronous=self.settings.sqlite_synchronous)
+            try:
+                while True:
+                    rows = self._retry(partial(_fetch, db, read, (after, page)))
+                    now_ms = self._now_ms()
+                    expired = [(key, now_ms) for key, expires in rows
+                               if expires is not None and expires <= now_ms]
+                    if expired:
+                        deleted += self._retry(partial(_delete, db, delete, expired))
+                    if len(rows) < page:
+                        return deleted
+                    after = rows[-1][0]
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "sweep expired keys") from None
+
+    def _sweep_in_background(self) -> None:
+        try:
+            self.sweep()
+        except StoreError as exc:  # the next turn tries again; reads already skip expired keys
+            log.warning("%s", exc)
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.close()
         self._checkpointer.close()
         with self._lock:
             self._db.close()
+
+
+def _fetch(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    return db.execute(sql, params).fetchall()
+
+
+def _delete(db: sqlite3.Connection, sql: str, rows: list[tuple[str, int]]) -> int:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        count = db.executemany(sql, rows).rowcount
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return count
+
+
+class _Periodic:
+    """Calls ``action`` every ``interval_s`` on a daemon thread until closed."""
+
+    def __init__(self, name: str, interval_s: float, action: Callable[[], None]) -> None:
+        self._stop = threading.Event()
+        self._interval_s = interval_s
+        self._action = action
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self._action()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(5.0)
 
 
 class RedisStore(_Closing):
@@ -376,25 +526,22 @@ class RedisStore(_Closing):
             raise self._error(exc, "read") from None
         return values
 
-    def put_many(self, items: Mapping[str, bytes | None]) -> None:
+    def put_many(self, items: Mapping[str, bytes | None], *, ttl_ms: int | None = None) -> None:
         if not items:
             return
+        prefix = self.prefix
         try:
             with self._client.pipeline(transaction=True) as pipe:
-                self._queue(pipe, items)
+                for key, value in items.items():
+                    if value is None:
+                        pipe.delete(prefix + key)
+                    else:
+                        pipe.set(prefix + key, value, px=ttl_ms)
                 pipe.execute()
         except self._redis.exceptions.RedisError as exc:
             raise self._error(exc, "write") from None
 
-    def _queue(self, pipe: Any, items: Mapping[str, bytes | None]) -> None:
-        prefix = self.prefix
-        for key, value in items.items():
-            if value is None:
-                pipe.delete(prefix + key)
-            else:
-                pipe.set(prefix + key, value)
-
-    def update(self, keys: Sequence[str], modify: Modify[T]) -> T:
+    def update(self, keys: Sequence[str], modify: Modify[T], *, ttl_ms: int | None = None) -> T:
         names = [self.prefix + key for key in keys]
         try:
             current = cast(list[bytes | None], self._client.mget(names)) if names else []
@@ -402,7 +549,7 @@ class RedisStore(_Closing):
                 writes, result = modify(current)
                 if not writes:
                     return result   # nothing to write: the values read were one snapshot
-                if self._compare_and_set(names, current, writes):
+                if self._compare_and_set(names, current, writes, ttl_ms):
                     return result
                 # a random pause before trying again: two writers of one key in lockstep
                 # could otherwise collide on every attempt (seen: 50 in a row, in a test)
@@ -415,11 +562,12 @@ class RedisStore(_Closing):
                            " (redis_max_attempts); too much contention on these entities")
 
     def _compare_and_set(self, names: list[str], seen: list[bytes | None],
-                         writes: Mapping[str, bytes | None]) -> bool:
+                         writes: Mapping[str, bytes | None], ttl_ms: int | None) -> bool:
         """Apply ``writes`` if every key of ``names`` still holds what was ``seen``, in one
         round trip (a script runs atomically); False if another writer came first."""
         written = [self.prefix + key for key in writes]
-        args: list[bytes | str | int] = [len(names), "".join("0" if v is None else "1" for v in seen)]
+        args: list[bytes | str | int] = [len(names), ttl_ms or 0,
+                                         "".join("0" if v is None else "1" for v in seen)]
         args += [b"" if v is None else v for v in seen]
         args.append("".join("0" if v is None else "1" for v in writes.values()))
         args += [b"" if v is None else v for v in writes.values()]
@@ -449,23 +597,29 @@ class RedisStore(_Closing):
         self._pool.close()
 
 
-#: KEYS: the n keys read, then the keys to write. ARGV: n, a mask of which read keys existed,
-#: their values, a mask of which writes are sets (else deletes), the values to set.
+#: KEYS: the n keys read, then the keys to write. ARGV: n, the TTL in ms of the keys set (0:
+#: none), a mask of which read keys existed, their values, a mask of which writes are sets
+#: (else deletes), the values to set.
 _COMPARE_AND_SET = """
 local n = tonumber(ARGV[1])
-local seen = ARGV[2]
+local ttl = tonumber(ARGV[2])
+local seen = ARGV[3]
 for i = 1, n do
   local value = redis.call('GET', KEYS[i])
   if string.sub(seen, i, i) == '1' then
-    if value ~= ARGV[2 + i] then return 0 end
+    if value ~= ARGV[3 + i] then return 0 end
   elseif value then
     return 0
   end
 end
-local sets = ARGV[3 + n]
+local sets = ARGV[4 + n]
 for j = 1, #KEYS - n do
   if string.sub(sets, j, j) == '1' then
-    redis.call('SET', KEYS[n + j], ARGV[3 + n + j])
+    if ttl > 0 then
+      redis.call('SET', KEYS[n + j], ARGV[4 + n + j], 'PX', ttl)
+    else
+      redis.call('SET', KEYS[n + j], ARGV[4 + n + j])
+    end
   else
     redis.call('DEL', KEYS[n + j])
   end

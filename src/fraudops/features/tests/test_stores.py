@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -271,3 +272,171 @@ def test_redis_error_hides_the_password() -> None:
         store.update(["k"], lambda values: ({}, None))
     assert "secret" not in str(caught.value)
     assert "user:***@127.0.0.1:1" in str(caught.value)
+
+
+# -- idle keys expire -------------------------------------------------------------------------
+class _Clock:
+    """A clock the test moves (Redis keeps its own: there the test sleeps)."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=needs_redis)])
+def expiring(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Callable[[float], None]]]:
+    """A store and ``advance(seconds)``, which moves its clock on."""
+    clock = _Clock()
+
+    def advance(seconds: float) -> None:
+        if request.param == "redis":
+            time.sleep(seconds)
+        clock.now += seconds
+
+    if request.param == "memory":
+        store: Any = MemoryStore(clock=clock)
+    elif request.param == "sqlite":
+        store = SQLiteStore(tmp_path / "state.db", settings=FAST, clock=clock)
+    else:
+        store = RedisStore(REDIS_URL, prefix=request.getfixturevalue("redis_prefix"), settings=FAST)
+    yield store, advance
+    store.close()
+
+
+def test_a_key_not_written_for_its_ttl_is_gone(expiring: tuple[Any, Callable[[float], None]]) -> None:
+    store, advance = expiring
+    store.put_many({"a": b"1", "b": b"2"}, ttl_ms=300)
+    store.put_many({"forever": b"3"})
+    advance(0.15)
+    store.update(["b"], lambda values: ({"b": values[0] + b"!"}, None), ttl_ms=300)  # refreshed
+    assert store.get_many(["a", "b", "forever"]) == [b"1", b"2!", b"3"]
+    advance(0.25)
+    assert store.get_many(["a", "b", "forever"]) == [None, b"2!", b"3"]
+    # an expired key reads as absent inside a read-modify-write too
+    assert store.update(["a"], lambda values: ({}, values)) == [None]
+    advance(0.2)
+    assert store.get_many(["a", "b", "forever"]) == [None, None, b"3"]
+
+
+def test_a_write_without_ttl_keeps_the_key_again(expiring: tuple[Any, Callable[[float], None]]) -> None:
+    store, advance = expiring
+    store.put_many({"a": b"1"}, ttl_ms=100)
+    store.put_many({"a": b"2"})
+    advance(0.2)
+    assert store.get_many(["a"]) == [b"2"]
+
+
+def test_memory_store_reclaims_expired_keys_as_it_writes() -> None:
+    clock = _Clock()
+    store = MemoryStore(clock=clock)
+    store.put_many({f"k{i}": b"x" for i in range(1000)}, ttl_ms=1000)
+    clock.now += 2
+    store.put_many({"new": b"y"}, ttl_ms=1000)
+    assert store._data.keys() == {"new"}
+    assert store._deadlines.keys() == {"new"}
+    assert len(store) == 1
+
+
+def _rows(path: Path) -> dict[str, int | None]:
+    with sqlite3.connect(path) as db:
+        return dict(db.execute("SELECT key, expires_ms FROM entity_state"))
+
+
+def test_sqlite_sweep_deletes_only_expired_keys(tmp_path: Path) -> None:
+    clock = _Clock()
+    with SQLiteStore(tmp_path / "state.db", settings=FAST, clock=clock) as store:
+        store.put_many({f"old{i:04d}": b"x" for i in range(2500)}, ttl_ms=1000)
+        store.put_many({"forever": b"y"})
+        clock.now += 0.5
+        store.put_many({"young": b"z"}, ttl_ms=1000)
+        clock.now += 0.7
+        assert len(_rows(tmp_path / "state.db")) == 2502   # expired, not yet reclaimed
+        assert store.sweep(page=1000) == 2500               # over three pages
+        assert sorted(_rows(tmp_path / "state.db")) == ["forever", "young"]
+        assert store.sweep() == 0
+
+
+def test_sqlite_store_sweeps_in_the_background(tmp_path: Path) -> None:
+    clock = _Clock()
+    settings = StoreSettings(sqlite_timeout=0.2, sqlite_sweep_interval=0.05)
+    with SQLiteStore(tmp_path / "state.db", settings=settings, clock=clock) as store:
+        store.put_many({"a": b"1", "b": b"2"}, ttl_ms=1000)
+        clock.now += 2
+        deadline = time.monotonic() + 10
+        while _rows(tmp_path / "state.db") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _rows(tmp_path / "state.db") == {}
+
+
+def test_sqlite_state_of_an_older_version_gains_expiry(tmp_path: Path) -> None:
+    """A file written before keys could expire keeps its keys, which never expire."""
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE entity_state (key TEXT PRIMARY KEY, value BLOB NOT NULL)"
+                   " WITHOUT ROWID")
+        db.execute("INSERT INTO entity_state VALUES ('old', x'31')")
+    clock = _Clock()
+    with SQLiteStore(path, settings=FAST, clock=clock) as store:
+        store.put_many({"new": b"2"}, ttl_ms=1000)
+        clock.now += 2
+        assert store.get_many(["old", "new"]) == [b"1", None]
+        assert store.sweep() == 1
+
+
+@needs_redis
+def test_redis_keys_carry_their_ttl(redis_prefix: str) -> None:
+    import redis
+
+    with RedisStore(REDIS_URL, prefix=redis_prefix, settings=FAST) as store:
+        store.update([], lambda values: ({"a": b"1"}, None), ttl_ms=60_000)
+        store.put_many({"b": b"2"}, ttl_ms=60_000)
+        store.put_many({"c": b"3"})
+        client = redis.Redis.from_url(REDIS_URL)
+        assert 59_000 < client.pttl(redis_prefix + "a") <= 60_000
+        assert 59_000 < client.pttl(redis_prefix + "b") <= 60_000
+        assert client.pttl(redis_prefix + "c") == -1   # no TTL
+
+
+def _one_card() -> FeatureSet:
+    card = Entity("card", keys=("card_id",))
+    return FeatureSet("idle", groups=[FeatureGroup(card, [
+        Aggregation(None, Op.COUNT, windows=[days(1)]),
+        Aggregation(None, Op.FRAUD_COUNT, windows=[days(2)], labels=as_known())])])
+
+
+def test_engine_state_of_an_idle_entity_expires_without_changing_features() -> None:
+    """The default TTL is the longest horizon + lateness: an entity idle that long (on the
+    store's clock, which live event times follow) has nothing left in any window."""
+    clock = _Clock()
+    store = MemoryStore(clock=clock)
+    engine = OnlineEngine(_one_card(), store, max_lateness=timedelta(hours=1))
+    assert engine.idle_ttl == timedelta(days=2, hours=1)
+    day_us = 86_400 * 10**6
+    t0 = int(clock.now * 10**6)
+
+    def event(name: str, card: str, t_us: int) -> dict[str, Any]:
+        return {"event_id": name, "event_time": t_us, "tenant": "t", "card_id": card}
+
+    engine.process_one(event("a1", "A", t0))
+    engine.process_one(event("b1", "B", t0))
+    assert engine.label_one({"tenant": "t", "event_id": "a1", "is_fraud": True,
+                             "label_time": t0 + 1}) == 1
+    clock.now += 2 * 86_400
+    engine.process_one(event("b2", "B", t0 + 2 * day_us))    # B is busy: its TTL starts again
+    clock.now += 3_600 + 1
+    assert engine.read_state("card", "t", ["A"]) is None     # A idle for 2 days + 1 h: gone
+    assert engine.read_state("card", "t", ["B"]) is not None
+    # B's state and b2's label index; b1's index went with the last window that could read b1
+    assert sorted(key.split("|")[1:3] for key in store.stored_keys()) == [["i", '["t", "b2"]'],
+                                                                         ["s", "card"]]
+    fresh = OnlineEngine(_one_card(), MemoryStore(), max_lateness=timedelta(hours=1))
+    late = event("a2", "A", t0 + 2 * day_us + 3_600 * 10**6 + 1)
+    assert engine.process_one(late) == fresh.process_one(late)
+
+
+def test_engine_refuses_a_ttl_shorter_than_its_horizon() -> None:
+    with pytest.raises(ValueError, match=r"idle_ttl.*2 days, 1:00:00"):
+        OnlineEngine(_one_card(), MemoryStore(), idle_ttl=timedelta(days=2))
+    assert OnlineEngine(_one_card(), MemoryStore(), idle_ttl=None).idle_ttl is None
