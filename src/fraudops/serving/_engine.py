@@ -8,6 +8,7 @@ then the shadows off the request path. Nothing here builds a DataFrame or an arr
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -246,10 +247,13 @@ class ScoringEngine:
 
     def _reasons(self, model: LoadedModel, vector: list[float],
                  contributions: list[float]) -> tuple[Reason, ...]:
-        order = sorted(range(len(vector)), key=lambda i: -abs(contributions[i]))
+        # the largest magnitudes first, ties in feature order (as a stable sort); the keys
+        # precomputed in C: a Python key function per feature was 2 % of a decision
+        magnitude = list(map(abs, contributions))
+        top = heapq.nlargest(self.n_reasons, range(len(vector)), key=magnitude.__getitem__)
         names = model.feature_names
         return tuple(Reason(names[i], None if vector[i] != vector[i] else vector[i],
-                            contributions[i]) for i in order[:self.n_reasons])
+                            contributions[i]) for i in top)
 
     def _shadow(self, route: _TenantRoute, tenant: str, event_id: str,
                 features: Mapping[str, Any]) -> None:
