@@ -79,6 +79,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import timeit
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -1023,11 +1024,13 @@ def main() -> int:
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     began = time.perf_counter()
     load_before = os.getloadavg()
+    speed_before = python_speed_us()
     args.scratch.mkdir(parents=True, exist_ok=True)
     run_tag = uuid.uuid4().hex[:6]
     run_dir = args.scratch / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{run_tag}"
     run_dir.mkdir()
-    print(f"run folder: {run_dir}; {os.cpu_count()} CPUs, load average {load_before[0]:.2f}")
+    print(f"run folder: {run_dir}; {os.cpu_count()} CPUs, load average {load_before[0]:.2f};"
+          f" {SPEED_PROBE}: {speed_before:.0f} µs")
     venv = install = None
     install_log = run_dir / "unused"
     if not args.skip_mlflow:
@@ -1093,14 +1096,19 @@ def main() -> int:
     if replays:
         failures.append(f"{replays} answers were replays of an earlier decision (event ids reused)")
     elapsed = time.perf_counter() - began
+    speed_after = python_speed_us()
     print(f"\nwall time {elapsed:.0f} s; load average {load_before[0]:.2f} before, "
-          f"{os.getloadavg()[0]:.2f} after")
+          f"{os.getloadavg()[0]:.2f} after; {SPEED_PROBE}: {speed_before:.0f} µs before,"
+          f" {speed_after:.0f} µs after (the speed of this machine's cores at the time: compare"
+          " figures of runs whose probes agree)")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "load_average_before": load_before, "load_average_after": os.getloadavg()},
+                        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+                        "python_speed_probe": SPEED_PROBE,
+                        "python_speed_us_before": speed_before, "python_speed_us_after": speed_after},
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "targets": {"http_p99_ms": HTTP_TARGET_MS, "http_rate": HTTP_TARGET_RATE,
                         "in_process_p99_ms": IN_PROCESS_TARGET_MS},
@@ -1111,6 +1119,17 @@ def main() -> int:
     for failure in failures:
         print(f"ERROR: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+SPEED_PROBE = "python -m timeit 'sum(range(10000))'"
+
+
+def python_speed_us() -> float:
+    """µs per ``sum(range(10000))``, best of 5: how fast this VM's cores run Python now.
+
+    The same code's figures doubled from one day to the next on these shared VMs; this
+    probe, printed with them, tells a slower machine from slower code."""
+    return min(timeit.repeat("sum(range(10000))", number=200, repeat=5)) / 200 * 1e6
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
