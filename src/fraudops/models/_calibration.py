@@ -174,7 +174,8 @@ def _fit_sigmoid(s: npt.NDArray[np.float64], t: npt.NDArray[np.float64]) -> Cali
     target = np.where(t == 1, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
     a, b = 1.0, 0.0
     for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-(a * f + b)))
+        with np.errstate(over="ignore"):   # exp overflows to inf: p is then exactly 0
+            p = 1.0 / (1.0 + np.exp(-(a * f + b)))
         w = np.maximum(p * (1.0 - p), 1e-12)
         g_a, g_b = float(np.dot(p - target, f)), float(np.sum(p - target))
         h_aa, h_ab, h_bb = float(np.dot(w, f * f)) + 1e-9, float(np.dot(w, f)), float(w.sum()) + 1e-9
