@@ -141,9 +141,7 @@ async def run_phase(host: str, port: int, requests: Sequence[bytes], *, rate: fl
     runs (as a task) when the first measured request is due (a metrics scrape, say).
     """
     n = len(requests)
-    n_warm = round(rate * warmup_s)
-    if n != round(rate * (warmup_s + duration_s)) or n_warm >= n:
-        raise ValueError(f"run_phase: {n} requests for rate {rate} over {warmup_s} + {duration_s} s")
+    n_warm = _warm_count(n, rate, warmup_s, duration_s)
     interval_ns = 1e9 / rate
     clock = time.perf_counter_ns
     due = [0] * n
@@ -268,9 +266,7 @@ async def run_phase_native(exe: Path, host: str, port: int, requests: Sequence[b
                            ) -> PhaseResult:
     """:func:`run_phase`, sent by the compiled generator ``exe`` (see the module docstring)."""
     n = len(requests)
-    n_warm = round(rate * warmup_s)
-    if n != round(rate * (warmup_s + duration_s)) or n_warm >= n:
-        raise ValueError(f"run_phase: {n} requests for rate {rate} over {warmup_s} + {duration_s} s")
+    n_warm = _warm_count(n, rate, warmup_s, duration_s)
     with tempfile.TemporaryDirectory(prefix="loadgen-") as folder:
         feed, out = Path(folder) / "requests", Path(folder) / "out"
         feed.write_bytes(b"".join(struct.pack("<I", len(r)) + r for r in requests))
@@ -304,6 +300,14 @@ async def run_phase_native(exe: Path, host: str, port: int, requests: Sequence[b
                         cpu_ns / max(end - t0, 1))
     result.error_samples = samples
     return result
+
+
+def _warm_count(n: int, rate: float, warmup_s: float, duration_s: float) -> int:
+    """How many of a phase's ``n`` requests are warm-up; ``n`` must fit the rate and times."""
+    n_warm = round(rate * warmup_s)
+    if n != round(rate * (warmup_s + duration_s)) or n_warm >= n:
+        raise ValueError(f"run_phase: {n} requests for rate {rate} over {warmup_s} + {duration_s} s")
+    return n_warm
 
 
 def _summarise(rate: float, warmup_s: float, duration_s: float, n_warm: int, due: list[int],

@@ -491,10 +491,7 @@ class _Direct:
             status = response.status_code
             await response(scope, receive, send)
         finally:
-            m = self.metrics()
-            if m is not None:
-                m.requests.labels(self.route.path, str(status)).inc()
-                m.request_latency.labels(self.route.path).observe(time.perf_counter() - start)
+            _count_request(self.metrics(), self.route.path, status, start)
 
     async def _response(self, scope: Scope, receive: Receive) -> Response:
         headers: dict[bytes, str] = {}
@@ -559,10 +556,14 @@ class _Measured:
         try:
             await self.app(scope, receive, tracked)
         finally:
-            m = self.metrics()
-            if m is not None:
-                route = scope.get("route")
-                name = getattr(route, "path", None) or "unmatched"
-                m.requests.labels(name, str(status)).inc()
-                m.request_latency.labels(name).observe(time.perf_counter() - start)
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            _count_request(self.metrics(), route, status, start)
+
+
+def _count_request(metrics: Any, route: str, status: int, start: float) -> None:
+    """One request in ``/metrics`` (``_Measured`` and ``_Direct``): by route template and
+    status, and its latency since ``start`` (``time.perf_counter``)."""
+    if metrics is not None:
+        metrics.requests.labels(route, str(status)).inc()
+        metrics.request_latency.labels(route).observe(time.perf_counter() - start)
 
