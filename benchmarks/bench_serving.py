@@ -28,7 +28,9 @@ What it measures, in one run:
   after ``--low-rate``, one low enough for the reference) a warm-up of ``--warmup``
   seconds, then ``--duration`` measured seconds. Request ``i`` is due at
   ``t0 + i / rate`` and its latency runs from that due time to the response's last byte, so
-  queueing behind a slow answer is charged (no coordinated omission). ``--connections``
+  queueing behind a slow answer is charged (no coordinated omission). ``--repeat N`` goes
+  through the rates N times per server; ratios and verdicts then take each rate's median (a
+  shared VM's noisy seconds move one pass, not the verdict). ``--connections``
   keep-alive connections, a request timeout, and a cap on requests per server. Any answer
   but 200, a timeout or a broken connection is an error, shown, and makes the exit status 1.
   A server so far behind that a request waits ``--max-lag`` seconds for a connection is
@@ -74,6 +76,7 @@ import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -140,6 +143,10 @@ def parse_args() -> argparse.Namespace:
                         help="a first, low rate for every server (0: none), so that latencies can be"
                              " compared with the reference where it is not saturated")
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per rate")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="go through the rates this many times per server; ratios and"
+                             " verdicts then use each rate's median p99 and CPU per answer, so"
+                             " that a noisy moment of a shared machine does not decide them")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each rate")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of each server")
     parser.add_argument("--connections", type=int, default=32, help="keep-alive connections")
@@ -186,11 +193,13 @@ def parse_args() -> argparse.Namespace:
         args.configs = [c for c in args.configs if not c.startswith("redis")]
     if not args.rates or min(args.rates) <= 0 or args.duration <= 0 or args.warmup < 0:
         parser.error("--rates, --duration must be > 0 and --warmup >= 0")
+    if args.repeat < 1:
+        parser.error(f"--repeat must be >= 1; got {args.repeat}")
     if args.workers < 1 or args.connections < 1:
         parser.error(f"--workers and --connections must be >= 1; got {args.workers}, {args.connections}")
     if args.py_spy is not None and not _py_spy().is_file():
         parser.error("--py-spy needs py-spy next to this Python: pip install py-spy")
-    total = sum(round(r * (args.warmup + args.duration)) for r in args.rates)
+    total = args.repeat * sum(round(r * (args.warmup + args.duration)) for r in args.rates)
     if total > args.max_requests:
         parser.error(f"--rates x (--warmup + --duration) makes {total:,} requests per server;"
                      f" the cap (--max-requests) is {args.max_requests:,}")
@@ -553,6 +562,7 @@ class Row:
     server_system_share: float | None = None     # kernel share of the server's CPU (syscalls, TCP)
     worker_shares: list[float] | None = None     # share of the scoring requests each worker took
     mean_batch: float | None = None              # requests per micro-batch (fraudops_batch_size)
+    turn: int = 1                                # which pass through the rates (--repeat)
 
 
 def load_server(name: str, port: int, payloads: Iterator[bytes], args: argparse.Namespace,
@@ -560,12 +570,13 @@ def load_server(name: str, port: int, payloads: Iterator[bytes], args: argparse.
                 metrics: bool = False, metrics_dir: Path | None = None) -> list[Row]:
     rows = []
     pids = server.group()
-    for k, rate in enumerate(args.rates):
+    rounds = [(i, rate) for i in range(args.repeat) for rate in args.rates]
+    for k, (turn, rate) in enumerate(rounds):
         n = round(rate * (args.warmup + args.duration))
         requests = [next(payloads) for _ in range(n)]
         scrape: dict[str, str] = {}
         profilers: list[subprocess.Popen[bytes]] = []
-        profile = args.py_spy is not None and k == len(args.rates) - 1
+        profile = args.py_spy is not None and k == len(rounds) - 1
         clock: dict[str, float] = {}
 
         async def at_start(scrape: dict[str, str] = scrape, rate: float = rate,
@@ -587,7 +598,7 @@ def load_server(name: str, port: int, payloads: Iterator[bytes], args: argparse.
         result = loop.run_until_complete(
             _loadgen.run_phase_native(args.native, HOST, port, requests, **options)
             if args.native is not None else _loadgen.run_phase(HOST, port, requests, **options))
-        row = Row(name, rate, result)
+        row = Row(name, rate, result, turn=turn + 1)
         if clock:
             wall = time.perf_counter() - clock["wall"]
             user, system = cpu_seconds(pids)
@@ -621,7 +632,7 @@ def load_server(name: str, port: int, payloads: Iterator[bytes], args: argparse.
         for p in profilers:
             p.wait(timeout=args.duration + 30)
         rows.append(row)
-        print_row(row)
+        print_row(row, args.repeat)
     return rows
 
 
@@ -892,7 +903,7 @@ def requests_by_worker(metrics_dir: Path) -> dict[int, float]:
     return out
 
 
-def print_row(row: Row) -> None:
+def print_row(row: Row, repeat: int = 1) -> None:
     r = row.result
     lat = r.latency_ms
     unsent = r.errors.get("unsent (saturated)", 0)
@@ -907,7 +918,8 @@ def print_row(row: Row) -> None:
         server_side += f"  batch {row.mean_batch:.2f}"
     if row.worker_shares:
         server_side += "  split " + "/".join(f"{share:.0%}" for share in row.worker_shares)
-    print(f"{row.server:<34}{row.rate:>6.0f}{r.achieved_rps:>9.1f}{_ms(lat, 'p50', 9)}"
+    name = f"{row.server} #{row.turn}" if repeat > 1 else row.server
+    print(f"{name:<34}{row.rate:>6.0f}{r.achieved_rps:>9.1f}{_ms(lat, 'p50', 9)}"
           f"{_ms(lat, 'p99', 9)}{_ms(lat, 'p99.9', 9)}{_ms(lat, 'max', 8, 1)}{failed:>7}{unsent:>7}"
           f"{_ms(r.release_lag_ms, 'p99', 8)}{r.client_cpu_share:>5.0%}"
           f"{_num(row.server_cores, 7)}{_num(row.cpu_ms_per_answer, 7)}{_num(row.machine_busy_cores, 8)}"
@@ -938,13 +950,17 @@ def report(rows: list[Row], inproc: dict[str, dict[str, Any]], args: argparse.Na
     print(textwrap.fill(legend, 110))
     print(HEADER)
     for row in rows:
-        print_row(row)
-    by = {(r.server, r.rate): r for r in rows}
+        print_row(row, args.repeat)
+    by: dict[tuple[str, float], list[Row]] = {}
+    for r in rows:
+        by.setdefault((r.server, r.rate), []).append(r)
     ref_name, floor_name = "mlflow models serve (reference)", "floor (no-op responder)"
     servers = [s for s in dict.fromkeys(r.server for r in rows) if s.startswith("fraudops")]
     if servers:
-        print("\nratios in this run: p99 latency fraudops / reference and fraudops / floor; server CPU"
-              " per answer fraudops / reference (* = one side saturated: its p99 is not comparable)")
+        medians = f" (medians of {args.repeat} passes)" if args.repeat > 1 else ""
+        print(f"\nratios in this run{medians}: p99 latency fraudops / reference and fraudops / floor;"
+              " server CPU per answer fraudops / reference (* = one side saturated: its p99 is not"
+              " comparable)")
         print(f"{'server':<34}" + "".join(f"{f'{r:g}/s p99 vs ref':>18}{'vs floor':>10}{'cpu vs ref':>12}"
                                           for r in args.rates))
         for s in servers:
@@ -967,17 +983,23 @@ def report(rows: list[Row], inproc: dict[str, dict[str, Any]], args: argparse.Na
     for s in servers:
         if "shadow" not in s:
             continue
-        row = by.get((s, HTTP_TARGET_RATE))
-        if row is None:
+        passes = by.get((s, HTTP_TARGET_RATE))
+        if not passes:
             print(f"  {s}: not run at {HTTP_TARGET_RATE:g} req/s")
             continue
-        p99 = row.result.latency_ms.get("p99", math.inf)
+        p99 = _median_p99(passes)
         floor = by.get((floor_name, HTTP_TARGET_RATE))
-        floor_txt = (f"; the floor's own p99 was {floor.result.latency_ms.get('p99', math.nan):.2f} ms"
-                     if floor else "")
-        if row.result.saturated:
-            verdict = (f"NOT MET: saturated, {row.result.achieved_rps:.0f} answers/s of the"
+        floor_txt = f"; the floor's own p99 was {_median_p99(floor):.2f} ms" if floor else ""
+        saturated = [r for r in passes if r.result.saturated]
+        if saturated:
+            verdict = (f"NOT MET: saturated in {len(saturated)} of {len(passes)} passes,"
+                       f" {min(r.result.achieved_rps for r in saturated):.0f} answers/s of the"
                        f" {HTTP_TARGET_RATE:g} offered")
+        elif len(passes) > 1:
+            each = [r.result.latency_ms.get("p99", math.inf) for r in passes]
+            verdict = (f"median {p99:.2f} ms of {len(each)} passes ({min(each):.2f}–{max(each):.2f},"
+                       f" {sum(v <= HTTP_TARGET_MS for v in each)} within), "
+                       f"{_verdict(p99 <= HTTP_TARGET_MS)}")
         else:
             verdict = f"{p99:.2f} ms, {_verdict(p99 <= HTTP_TARGET_MS)}"
         print(f"  HTTP p99 ≤ {HTTP_TARGET_MS:g} ms at {HTTP_TARGET_RATE:g} req/s with a shadow, {s}:"
@@ -989,23 +1011,33 @@ def report(rows: list[Row], inproc: dict[str, dict[str, Any]], args: argparse.Na
               f" {_verdict(p99 <= IN_PROCESS_TARGET_MS)}; without the log commit {e99:.3f} ms,"
               f" {_verdict(e99 <= IN_PROCESS_TARGET_MS)}")
     for s in servers:
-        row = by.get((s, HTTP_TARGET_RATE))
-        if row is not None and row.scoring:
-            p99 = row.scoring.get("p99_ms", math.nan)
+        scored = [r.scoring for r in by.get((s, HTTP_TARGET_RATE), []) if r.scoring]
+        if scored:
+            p99 = statistics.median(x.get("p99_ms", math.nan) for x in scored)
+            within = statistics.median(x["share_le_1ms"] for x in scored)
             print(f"  server-side scoring at {HTTP_TARGET_RATE:g} req/s, {s} (/metrics buckets):"
-                  f" p99 ≈ {p99:.2f} ms, {row.scoring['share_le_1ms']:.2%} ≤ 1 ms")
+                  f" p99 ≈ {p99:.2f} ms, {within:.2%} ≤ 1 ms"
+                  + (f" (medians of {len(scored)} passes)" if len(scored) > 1 else ""))
 
 
-def _ratio(mine: Row | None, other: Row | None, width: int, *, cpu: bool = False) -> str:
-    if mine is None or other is None:
+def _median_p99(passes: Sequence[Row]) -> float:
+    """The median over ``--repeat`` passes of one server at one rate."""
+    return statistics.median(r.result.latency_ms.get("p99", math.inf) for r in passes)
+
+
+def _ratio(mine: Sequence[Row] | None, other: Sequence[Row] | None, width: int, *,
+           cpu: bool = False) -> str:
+    if not mine or not other:
         return f"{'-':>{width}}"
     if cpu:
-        a, b = mine.cpu_ms_per_answer, other.cpu_ms_per_answer
+        cpus = [[r.cpu_ms_per_answer for r in rows if r.cpu_ms_per_answer] for rows in (mine, other)]
+        a, b = (statistics.median(c) if c else None for c in cpus)
     else:
-        a, b = mine.result.latency_ms.get("p99"), other.result.latency_ms.get("p99")
-    if not a or not b:
+        a, b = _median_p99(mine), _median_p99(other)
+    if not a or not b or math.isinf(a) or math.isinf(b):
         return f"{'-':>{width}}"
-    mark = "*" if not cpu and (mine.result.saturated or other.result.saturated) else ""
+    saturated = any(r.result.saturated for r in (*mine, *other))
+    mark = "*" if not cpu and saturated else ""
     return f"{f'{a / b:.2f}x{mark}':>{width}}"
 
 
@@ -1017,7 +1049,7 @@ def row_json(row: Row) -> dict[str, Any]:
     r = asdict(row.result)
     r.pop("samples")
     return {"server": row.server, "rate": row.rate, **r, "server_scoring": row.scoring,
-            "server_request": row.request, "shadow_dropped": row.shadow_dropped,
+            "turn": row.turn, "server_request": row.request, "shadow_dropped": row.shadow_dropped,
             "server_cores": row.server_cores, "cpu_ms_per_answer": row.cpu_ms_per_answer,
             "machine_busy_cores": row.machine_busy_cores, "server_system_share": row.server_system_share,
             "worker_shares": row.worker_shares, "mean_batch": row.mean_batch}
@@ -1095,7 +1127,7 @@ def main() -> int:
         else:
             print(f"run folder kept: {run_dir}")
     report(rows, inproc, args, reference_note)
-    failed = {f"{r.server} @ {r.rate:g}/s": {k: v for k, v in r.result.errors.items()
+    failed = {f"{r.server} @ {r.rate:g}/s, pass {r.turn}": {k: v for k, v in r.result.errors.items()
                                              if k != "unsent (saturated)"}
               for r in rows if r.result.n_errors - r.result.errors.get("unsent (saturated)", 0)}
     replays = sum(r.result.flagged_bodies for r in rows) + sum(m["replayed"] for m in inproc.values())
