@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -262,8 +262,12 @@ def create_app(runtime: Runtime | None = None, *, config: ServingConfig | None =
         return Response(m.render(), media_type=m.content_type)
 
     [score_route] = [r for r in app.routes if isinstance(r, APIRoute) and r.path == "/v1/score"]
+    def quiet() -> AbstractContextManager[Any]:
+        shadows = rt().shadow_runner if state else None
+        return nullcontext() if shadows is None else shadows.deciding()
+
     app.direct = _Direct(score_route, score_request, lambda: rt().config.max_body_bytes,
-                         lambda: rt().metrics if state else None)
+                         lambda: rt().metrics if state else None, quiet)
     app.add_middleware(_Measured, metrics=lambda: rt().metrics if state else None)
     app.add_middleware(_BodyLimit, limit=lambda path: (
         rt().config.max_batch_body_bytes if path.endswith("/batch") else rt().config.max_body_bytes))
@@ -465,17 +469,23 @@ class _Direct:
     errors, exit stacks), router and generic argument handling: together more than the
     decision costs. It does what they do for this route: the body limit of ``_BodyLimit``,
     the metrics of ``_Measured``, the app's exception handlers for errors, and a plain 500
-    (then re-raised, for the server's log) for anything unexpected."""
+    (then re-raised, for the server's log) for anything unexpected.
+
+    Once the body is read, the shadow thread keeps off the GIL (``quiet``) while the request
+    is decided and while its answer is written: both let go of the GIL for I/O, and each time
+    the shadow thread took it, the request waited up to a switch interval to get it back."""
 
     _HEADERS = (b"content-type", b"authorization", b"x-api-key", b"content-length")
 
     def __init__(self, route: APIRoute,
                  handler: Callable[[Scope, dict[bytes, str], bytes], Coroutine[Any, Any, Response]],
-                 limit: Callable[[], int], metrics: Callable[[], Any]) -> None:
+                 limit: Callable[[], int], metrics: Callable[[], Any],
+                 quiet: Callable[[], AbstractContextManager[Any]]) -> None:
         self.route = route
         self.handler = handler
         self.limit = limit
         self.metrics = metrics
+        self.quiet = quiet
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
@@ -489,7 +499,8 @@ class _Direct:
                                                                                  send)
                 raise
             status = response.status_code
-            await response(scope, receive, send)
+            with self.quiet():
+                await response(scope, receive, send)
         finally:
             _count_request(self.metrics(), self.route.path, status, start)
 
@@ -514,7 +525,8 @@ class _Direct:
             if not message.get("more_body", False):
                 break
         try:
-            return await self.handler(scope, headers, b"".join(parts))
+            with self.quiet():
+                return await self.handler(scope, headers, b"".join(parts))
         except Exception as exc:
             handlers = scope["app"].exception_handlers
             found = next((handlers[kind] for kind in type(exc).__mro__ if kind in handlers), None)

@@ -159,6 +159,13 @@ class ScoringEngine:
         failure raises for the whole batch, of which nothing was then acknowledged.
         ``latency_us`` of each decision runs from the start of the batch to its action.
         """
+        if self.shadows is None:
+            return self._score_many(events, explain, source)
+        with self.shadows.deciding():   # the shadow thread keeps off the GIL meanwhile
+            return self._score_many(events, explain, source)
+
+    def _score_many(self, events: Sequence[Mapping[str, Any]], explain: Sequence[bool] | None,
+                    source: str) -> list[ScoreResult | InputError | UnknownTenant]:
         start = time.perf_counter_ns()
         wanted = [False] * len(events) if explain is None else explain
         results: list[ScoreResult | InputError | UnknownTenant | None] = [None] * len(events)

@@ -129,6 +129,63 @@ def test_a_full_shadow_queue_drops_jobs_instead_of_waiting(served: Served) -> No
     runner.close(timeout=5)
 
 
+def test_shadows_wait_while_a_decision_runs(served: Served,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("fraudops.serving._shadow.MAX_ASIDE_S", 30.0)
+    runner = ShadowRunner(None, poll_s=0.005)
+    model: LoadedModel = served.runtime.pool.get(V1)
+    features = dict.fromkeys(model.feature_names, 1.0)
+    try:
+        with runner.deciding():
+            runner.submit(ShadowJob(TENANT, "e1", features, (model,)))
+            deadline = time.monotonic() + 0.2
+            while time.monotonic() < deadline:   # the thread polls every 5 ms meanwhile
+                time.sleep(0.01)
+                assert runner.scored == 0
+        assert runner.drain(timeout=5)
+        assert runner.scored == 1
+    finally:
+        runner.close()
+
+
+def test_a_decision_that_never_ends_holds_shadows_off_only_briefly(
+        served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("fraudops.serving._shadow.MAX_ASIDE_S", 0.01)
+    runner = ShadowRunner(None, poll_s=0.005)
+    model: LoadedModel = served.runtime.pool.get(V1)
+    features = dict.fromkeys(model.feature_names, 1.0)
+    try:
+        with runner.deciding():
+            for i in range(5):
+                runner.submit(ShadowJob(TENANT, f"e{i}", features, (model,)))
+            assert runner.drain(timeout=5)
+            assert runner.scored == 5
+    finally:
+        runner.close()
+
+
+def test_the_engine_holds_shadows_off_while_it_decides(world: World, workspace: Path) -> None:
+    s = start(workspace, plan=TenantPlan(TENANT, V1, shadows=(ShadowSpec(V2),)))
+    runner = s.runtime.shadow_runner
+    assert runner is not None
+    seen: list[int] = []
+    online = s.runtime.engine.online
+    process_many = online.process_many
+
+    def spy(events: Any) -> Any:
+        seen.append(runner._deciding)
+        return process_many(events)
+
+    try:
+        online.process_many = spy  # type: ignore[method-assign]
+        s.runtime.engine.score(first_events(world, 1)[0])
+        assert seen == [1]
+        assert runner._deciding == 0   # and let go afterwards
+        assert runner.drain(timeout=5) and runner.scored == 1
+    finally:
+        s.runtime.close()
+
+
 def test_a_plan_with_a_model_that_cannot_load_is_refused_whole(served: Served) -> None:
     engine = served.runtime.engine
     before = engine.plans
