@@ -181,7 +181,8 @@ def test_the_engine_holds_shadows_off_while_it_decides(world: World, workspace: 
         s.runtime.engine.score(first_events(world, 1)[0])
         assert seen == [1]
         assert runner._deciding == 0   # and let go afterwards
-        assert runner.drain(timeout=5) and runner.scored == 1
+        assert runner.drain(timeout=5)
+        assert runner.scored == 1
     finally:
         s.runtime.close()
 
