@@ -159,7 +159,9 @@ class ScoringEngine:
         failure raises for the whole batch, of which nothing was then acknowledged.
         ``latency_us`` of each decision runs from the start of the batch to its action.
         """
-        if self.shadows is None:
+        if self.shadows is None or source == "batch":
+            # a batch is throughput work: held off for its whole length, its shadows would
+            # fall behind and be dropped
             return self._score_many(events, explain, source)
         with self.shadows.deciding():   # the shadow thread keeps off the GIL meanwhile
             return self._score_many(events, explain, source)

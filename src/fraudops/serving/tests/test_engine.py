@@ -164,7 +164,7 @@ def test_a_decision_that_never_ends_holds_shadows_off_only_briefly(
         runner.close()
 
 
-def test_the_engine_holds_shadows_off_while_it_decides(world: World, workspace: Path) -> None:
+def test_the_engine_holds_shadows_off_while_it_decides_online(world: World, workspace: Path) -> None:
     s = start(workspace, plan=TenantPlan(TENANT, V1, shadows=(ShadowSpec(V2),)))
     runner = s.runtime.shadow_runner
     assert runner is not None
@@ -178,11 +178,15 @@ def test_the_engine_holds_shadows_off_while_it_decides(world: World, workspace: 
 
     try:
         online.process_many = spy  # type: ignore[method-assign]
-        s.runtime.engine.score(first_events(world, 1)[0])
+        first, second = first_events(world, 2)
+        s.runtime.engine.score(first)
         assert seen == [1]
         assert runner._deciding == 0   # and let go afterwards
+        # batch scoring (throughput, not latency) leaves its shadows their share
+        s.runtime.engine.score_many([second], source="batch")
+        assert seen == [1, 0]
         assert runner.drain(timeout=5)
-        assert runner.scored == 1
+        assert runner.scored == 2
     finally:
         s.runtime.close()
 
