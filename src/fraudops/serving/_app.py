@@ -262,6 +262,7 @@ def create_app(runtime: Runtime | None = None, *, config: ServingConfig | None =
         return Response(m.render(), media_type=m.content_type)
 
     [score_route] = [r for r in app.routes if isinstance(r, APIRoute) and r.path == "/v1/score"]
+
     def quiet() -> AbstractContextManager[Any]:
         shadows = rt().shadow_runner if state else None
         return nullcontext() if shadows is None else shadows.deciding()

@@ -53,14 +53,15 @@ class ShadowRunner:
     20 ms is short enough; with nothing queued the poll slows down, doubling up to 0.2 s.
     When ``max_queue`` jobs wait, the job is dropped and counted.
 
+    Scores are committed in batches of ``batch_size`` or every ``flush_every_s``: small
+    enough that a batch holds a SQLite log's write lock for a fraction of a millisecond
+    (decisions wait for it), large enough to cost one commit per tens of scores.
+
     The thread steps aside while a decision runs (:meth:`deciding`): it checks between two jobs
     and waits for the decision to end, for at most ``MAX_ASIDE_S``. Otherwise each time the
     deciding thread let go of the GIL (every SQLite or Redis call) the shadow thread could take
     it, and the decision waited up to a switch interval to get it back: in process, the shadow
     raised a decision's p99 by about half.
-    Scores are committed in batches of ``batch_size`` or every ``flush_every_s``: small
-    enough that a batch holds a SQLite log's write lock for a fraction of a millisecond
-    (decisions wait for it), large enough to cost one commit per tens of scores.
     """
 
     def __init__(self, sink: ShadowSink | None, *, metrics: ServingMetrics | None = None,
