@@ -164,6 +164,28 @@ def test_a_decision_that_never_ends_holds_shadows_off_only_briefly(
         runner.close()
 
 
+def test_a_backlog_of_shadow_jobs_is_not_held_off(served: Served,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("fraudops.serving._shadow.MAX_ASIDE_S", 30.0)
+    runner = ShadowRunner(None, poll_s=0.005, max_queue=100)   # a backlog from 10 jobs on
+    model: LoadedModel = served.runtime.pool.get(V1)
+    features = dict.fromkeys(model.feature_names, 1.0)
+    try:
+        with runner.deciding():   # decisions never stop, as under a heavy load
+            for i in range(30):
+                runner.submit(ShadowJob(TENANT, f"e{i}", features, (model,)))
+            deadline = time.monotonic() + 10
+            while runner.scored < 20 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert runner.scored >= 20   # down to the backlog limit, without waiting
+            time.sleep(0.1)
+            assert runner.scored <= 21   # below it, the shadows wait again
+        assert runner.drain(timeout=5)
+        assert runner.scored == 30
+    finally:
+        runner.close()
+
+
 def test_the_engine_holds_shadows_off_while_it_decides_online(world: World, workspace: Path) -> None:
     s = start(workspace, plan=TenantPlan(TENANT, V1, shadows=(ShadowSpec(V2),)))
     runner = s.runtime.shadow_runner
