@@ -133,7 +133,7 @@ class ShadowRunner:
             poll = self._poll_s if self._jobs or pending else min(poll * 2, IDLE_POLL_S)
             while self._jobs:
                 self._idle.clear()   # before the pop: drain() must not see an empty deque idle
-                if self._deciding and not stopping and len(self._jobs) < self._backlog:
+                if not stopping:
                     self._step_aside()
                 job = self._jobs.popleft()
                 if not pending:
@@ -153,6 +153,7 @@ class ShadowRunner:
                 return
 
     def _step_aside(self) -> None:
+        """Wait while a decision runs and the backlog is short, at most ``MAX_ASIDE_S``."""
         until = time.monotonic() + MAX_ASIDE_S
         while self._deciding and len(self._jobs) < self._backlog and time.monotonic() < until:
             time.sleep(ASIDE_POLL_S)

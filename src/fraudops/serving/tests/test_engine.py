@@ -6,7 +6,7 @@ import dataclasses
 import random
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,15 +129,22 @@ def test_a_full_shadow_queue_drops_jobs_instead_of_waiting(served: Served) -> No
     runner.close(timeout=5)
 
 
-def test_shadows_wait_while_a_decision_runs(served: Served,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("fraudops.serving._shadow.MAX_ASIDE_S", 30.0)
-    runner = ShadowRunner(None, poll_s=0.005)
+def _aside_runner(served: Served, monkeypatch: pytest.MonkeyPatch, max_aside_s: float,
+                  **settings: Any) -> tuple[ShadowRunner, Callable[[str], ShadowJob]]:
+    """A runner without a sink that steps aside for at most ``max_aside_s``, and a job maker."""
+    monkeypatch.setattr("fraudops.serving._shadow.MAX_ASIDE_S", max_aside_s)
     model: LoadedModel = served.runtime.pool.get(V1)
     features = dict.fromkeys(model.feature_names, 1.0)
+    return (ShadowRunner(None, poll_s=0.005, **settings),
+            lambda event_id: ShadowJob(TENANT, event_id, features, (model,)))
+
+
+def test_shadows_wait_while_a_decision_runs(served: Served,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    runner, job = _aside_runner(served, monkeypatch, 30.0)
     try:
         with runner.deciding():
-            runner.submit(ShadowJob(TENANT, "e1", features, (model,)))
+            runner.submit(job("e1"))
             deadline = time.monotonic() + 0.2
             while time.monotonic() < deadline:   # the thread polls every 5 ms meanwhile
                 time.sleep(0.01)
@@ -150,14 +157,11 @@ def test_shadows_wait_while_a_decision_runs(served: Served,
 
 def test_a_decision_that_never_ends_holds_shadows_off_only_briefly(
         served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("fraudops.serving._shadow.MAX_ASIDE_S", 0.01)
-    runner = ShadowRunner(None, poll_s=0.005)
-    model: LoadedModel = served.runtime.pool.get(V1)
-    features = dict.fromkeys(model.feature_names, 1.0)
+    runner, job = _aside_runner(served, monkeypatch, 0.01)
     try:
         with runner.deciding():
             for i in range(5):
-                runner.submit(ShadowJob(TENANT, f"e{i}", features, (model,)))
+                runner.submit(job(f"e{i}"))
             assert runner.drain(timeout=5)
             assert runner.scored == 5
     finally:
@@ -166,14 +170,11 @@ def test_a_decision_that_never_ends_holds_shadows_off_only_briefly(
 
 def test_a_backlog_of_shadow_jobs_is_not_held_off(served: Served,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("fraudops.serving._shadow.MAX_ASIDE_S", 30.0)
-    runner = ShadowRunner(None, poll_s=0.005, max_queue=100)   # a backlog from 10 jobs on
-    model: LoadedModel = served.runtime.pool.get(V1)
-    features = dict.fromkeys(model.feature_names, 1.0)
+    runner, job = _aside_runner(served, monkeypatch, 30.0, max_queue=100)   # backlog: 10 jobs
     try:
         with runner.deciding():   # decisions never stop, as under a heavy load
             for i in range(30):
-                runner.submit(ShadowJob(TENANT, f"e{i}", features, (model,)))
+                runner.submit(job(f"e{i}"))
             deadline = time.monotonic() + 10
             while runner.scored < 20 and time.monotonic() < deadline:
                 time.sleep(0.01)
