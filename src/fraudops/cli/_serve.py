@@ -91,7 +91,7 @@ def serve(
                             proxy_headers=False)   # client addresses are not used
         if workers == 1:
             uvicorn.Server(uv).run()
-        else:   # one SO_REUSEPORT socket per worker: connections spread evenly
+        else:   # each connection handed to the worker with the fewest open ones
             try:
                 status = run_workers(uv, workers)
             except OSError as exc:

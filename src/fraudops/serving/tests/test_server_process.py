@@ -310,7 +310,7 @@ def test_two_workers_decide_like_one(world: World, tmp_path: Path, redis_prefix:
 # -- 2b. the supervisor of several workers ---------------------------------------------------
 def test_a_dead_worker_is_replaced_and_workers_die_with_their_supervisor(
         workspace: Path) -> None:
-    """kill -9 of one worker: the server keeps answering and starts another on its socket;
+    """kill -9 of one worker: the server keeps answering and starts another;
     kill -9 of the supervisor: its workers stop by themselves and the port closes."""
     keys = deploy(workspace)
     server = start_ready_server(workspace, workers=2, state="sqlite")

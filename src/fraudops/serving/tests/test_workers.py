@@ -1,40 +1,131 @@
-"""Listening sockets of several workers: connections spread over them; a port in use is refused."""
+"""The supervisor's listening socket and hand-off of connections: every worker gets its share,
+the fewest open connections first, ready workers before starting ones; a port in use is
+refused. (Real worker processes: test_server_process.py.)"""
 
 from __future__ import annotations
 
+import multiprocessing
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
-from fraudops.serving._workers import listening_sockets
+from fraudops.serving._workers import _Dispatcher, _Slot, listening_socket
 
 
-def _accepted(sock: socket.socket) -> int:
-    sock.setblocking(False)
-    n = 0
-    while True:
-        try:
-            conn, _ = sock.accept()
-        except BlockingIOError:
-            return n
-        conn.close()
-        n += 1
+class _Alive:
+    """A worker process as the dispatcher sees it."""
+
+    def __init__(self) -> None:
+        self.alive = True
+
+    def is_alive(self) -> bool:
+        return self.alive
 
 
-def test_connections_opened_at_once_spread_over_every_worker_socket() -> None:
-    """A client opening its pool at once (all connections queued before any accept) reaches
-    both workers; on one shared socket the first worker to wake would take them all."""
-    sockets = listening_sockets("127.0.0.1", 0, 2)
-    clients = []
+@contextmanager
+def _dispatching(n: int, *, ready: tuple[bool, ...] | None = None
+                 ) -> Iterator[tuple[int, list[_Slot], list[socket.socket]]]:
+    """A dispatcher over ``n`` slots; yields the port, the slots and each worker's end of its
+    channel (where the handed-over sockets arrive)."""
+    listener = listening_socket("127.0.0.1", 0)
+    spawn = multiprocessing.get_context("spawn")
+    slots, theirs = [], []
+    for i in range(n):
+        slot = _Slot(spawn)
+        ours, other = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        slot.channel, slot.proc = ours, _Alive()  # type: ignore[assignment]
+        slot.ready.value = 1 if ready is None or ready[i] else 0
+        slots.append(slot)
+        theirs.append(other)
+    stop = threading.Event()
+    dispatcher = _Dispatcher(listener, slots, stop)
+    dispatcher.thread.start()
     try:
-        port = sockets[0].getsockname()[1]
-        assert sockets[1].getsockname()[1] == port
-        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
-        counts = [_accepted(s) for s in sockets]
-        assert sum(counts) == 32
-        assert min(counts) >= 4, counts   # binomial(32, 1/2): below 4 once in ~10^5 runs
+        yield listener.getsockname()[1], slots, theirs
     finally:
-        for s in [*clients, *sockets]:
+        stop.set()
+        dispatcher.thread.join(5)
+        listener.close()
+        for s in [*theirs, *(slot.channel for slot in slots if slot.channel is not None)]:
+            s.close()
+
+
+def _received(channel: socket.socket, expected: int, timeout: float = 5.0) -> list[socket.socket]:
+    """The sockets handed over on ``channel`` (waiting until ``expected`` arrived or timeout)."""
+    channel.settimeout(0.05)
+    got: list[socket.socket] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < expected and time.monotonic() < deadline:
+        try:
+            _, fds, _, _ = socket.recv_fds(channel, 16, 16)
+        except TimeoutError:
+            continue
+        got += [socket.socket(fileno=fd) for fd in fds]
+    return got
+
+
+def _drain(channel: socket.socket) -> int:
+    return len(_received(channel, 10**6, timeout=0.3))
+
+
+def test_a_pool_opened_at_once_is_split_evenly_over_the_workers() -> None:
+    """A client opening its keep-alive pool at once gets exactly half of it on each worker
+    (per-worker sockets spread 32 connections anywhere from 16/16 to 25/7)."""
+    with _dispatching(2) as (port, slots, theirs):
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
+        got: list[list[socket.socket]] = []
+        try:
+            got = [_received(theirs[0], 16), _received(theirs[1], 16)]
+            assert [len(g) for g in got] == [16, 16]
+            assert [s.open_connections() for s in slots] == [16, 16]
+            # a handed-over socket is the client's connection, ready to serve
+            clients[0].sendall(b"ping")
+            [server_side] = [s for g in got for s in g
+                             if s.getpeername() == clients[0].getsockname()]
+            assert server_side.recv(4) == b"ping"
+        finally:
+            for c in [*clients, *(s for g in got for s in g)]:
+                c.close()
+
+
+def test_new_connections_go_to_the_worker_with_fewest_open() -> None:
+    with _dispatching(2) as (port, slots, theirs):
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+        held = [_received(theirs[0], 4), _received(theirs[1], 4)]
+        slots[0].closed.value += 3   # worker 0 saw three of its connections close
+        clients += [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        more = [_received(theirs[0], 3), _received(theirs[1], 1, timeout=0.3)]
+        assert [len(m) for m in more] == [3, 0]
+        assert [s.open_connections() for s in slots] == [4, 4]
+        for s in [*clients, *held[0], *held[1], *more[0], *more[1]]:
+            s.close()
+
+
+def test_starting_and_dead_workers_get_no_connection_while_another_serves() -> None:
+    with _dispatching(3, ready=(False, True, True)) as (port, slots, theirs):
+        slots[2].proc.alive = False  # type: ignore[union-attr]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+        got = _received(theirs[1], 4)
+        assert len(got) == 4
+        assert (_drain(theirs[0]), _drain(theirs[2])) == (0, 0)
+        for s in [*clients, *got]:
+            s.close()
+
+
+def test_a_connection_waits_while_no_worker_is_up() -> None:
+    with _dispatching(1) as (port, slots, theirs):
+        slots[0].proc.alive = False  # type: ignore[union-attr]
+        client = socket.create_connection(("127.0.0.1", port))
+        assert _drain(theirs[0]) == 0
+        slots[0].proc.alive = True  # type: ignore[union-attr]   # restarted
+        got = _received(theirs[0], 1)
+        assert len(got) == 1
+        for s in [client, *got]:
             s.close()
 
 
@@ -44,11 +135,10 @@ def test_a_port_in_use_is_refused_also_by_another_server_of_ours() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
-            listening_sockets("127.0.0.1", port, 2)
-    ours = listening_sockets("127.0.0.1", port, 2)
+            listening_socket("127.0.0.1", port)
+    ours = listening_socket("127.0.0.1", port)
     try:
         with pytest.raises(OSError, match="another server runs there"):
-            listening_sockets("127.0.0.1", port, 2)   # SO_REUSEPORT alone would have joined
+            listening_socket("127.0.0.1", port)
     finally:
-        for s in ours:
-            s.close()
+        ours.close()
