@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -64,3 +66,17 @@ def test_public_names_are_exactly_all(layer: str) -> None:
                     if not n.startswith("_") and not isinstance(v, types.ModuleType)
                     and n != "annotations")
     assert sorted(module.__all__) == public
+
+
+#: Imported only where used: together ~1.1 s, which every CLI command paid at start.
+SLOW_IMPORTS = ("lightgbm", "sklearn", "scipy")
+
+
+def test_the_cli_starts_without_the_slow_libraries() -> None:
+    """``fraudops --help`` (and every command's start) loads no model-training library."""
+    code = ("import sys\nfrom fraudops.cli import main\nsys.argv = ['fraudops', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            f"print('loaded:', *(m for m in {SLOW_IMPORTS!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert done.stdout.rstrip().rsplit("\n", 1)[-1] == "loaded:"

@@ -22,7 +22,6 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy.spatial import cKDTree
 
 from fraudops.core import Progress
 
@@ -114,6 +113,8 @@ def build_population(*, seed: int, tenant: str, n_customers: int, n_terminals: i
     mean_tx_per_day = rng.uniform(*MEAN_TX_PER_DAY_RANGE, size=n_customers)
     terminal_xy = tenant_rng(seed, tenant, Stream.TERMINALS).uniform(
         0.0, GRID_SIZE, size=(n_terminals, 2))
+
+    from scipy.spatial import cKDTree
 
     reach = cKDTree(terminal_xy).query_ball_point(customer_xy, r=radius, return_sorted=True)
     counts = np.fromiter((len(r) for r in reach), dtype=np.int64, count=n_customers)

@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
@@ -273,8 +272,15 @@ class TrainedModel:
             )
         except FeatureMismatchError as e:
             raise FeatureMismatchError(f"{path}: {e}") from e
-        except (ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as e:
+        except (ValueError, KeyError, TypeError, _lightgbm_error()) as e:
             raise ArtifactError(f"{path}: invalid model ({type(e).__name__}: {e})") from e
+
+
+def _lightgbm_error() -> type[Exception]:
+    """LightGBM's error class, for an ``except`` reached only when something failed."""
+    from lightgbm.basic import LightGBMError
+
+    return LightGBMError
 
 
 def _verified_files(path: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
@@ -316,7 +322,9 @@ class _LightGBMScorer:
     """
 
     def __init__(self, model_text: str, n_features: int) -> None:
-        self.booster = lgb.Booster(model_str=model_text)
+        import lightgbm
+
+        self.booster = lightgbm.Booster(model_str=model_text)
         self.n_features = n_features
         if self.booster.num_feature() != n_features:
             raise FeatureMismatchError(f"model.txt has {self.booster.num_feature()} features; "
@@ -349,7 +357,7 @@ class _LightGBMScorer:
                 ctypes.byref(self._leaf_config)))
             weakref.finalize(self, lib.LGBM_FastConfigFree, self._leaf_config)
             self._fast = lib.LGBM_BoosterPredictForMatSingleRowFast
-        except (ImportError, AttributeError, KeyError, lgb.basic.LightGBMError):
+        except (ImportError, AttributeError, KeyError, _lightgbm_error()):
             self._fast = None
 
     def predict(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

@@ -14,11 +14,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from sklearn.metrics import (
-    average_precision_score,
-    roc_auc_score,
-    roc_curve,
-)
 
 from ._dataset import Dataset
 
@@ -44,12 +39,16 @@ def _both_classes(y: np.ndarray) -> bool:
 
 def roc_auc(y: Any, probability: Any) -> float:
     """Area under the ROC curve (sklearn); NaN when ``y`` has a single class."""
+    from sklearn.metrics import roc_auc_score
+
     y_arr, p_arr = _arrays(y, probability, "roc_auc")
     return float(roc_auc_score(y_arr, p_arr)) if _both_classes(y_arr) else math.nan
 
 
 def average_precision(y: Any, probability: Any) -> float:
     """Average precision (sklearn), the area under the precision-recall curve; NaN without frauds."""
+    from sklearn.metrics import average_precision_score
+
     y_arr, p_arr = _arrays(y, probability, "average_precision")
     return float(average_precision_score(y_arr, p_arr)) if y_arr.sum() > 0 else math.nan
 
@@ -65,6 +64,8 @@ def recall_at_fpr(y: Any, probability: Any, fpr: float = 0.01) -> float:
     y_arr, p_arr = _arrays(y, probability, "recall_at_fpr")
     if not _both_classes(y_arr):
         return math.nan
+    from sklearn.metrics import roc_curve
+
     fprs, tprs, _ = roc_curve(y_arr, p_arr, drop_intermediate=False)
     return float(tprs[fprs <= fpr].max())
 

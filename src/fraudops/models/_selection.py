@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
@@ -186,6 +185,8 @@ def _quick_fit(x: npt.NDArray[np.float64], y: npt.NDArray[np.int8], weight: npt.
                xv: npt.NDArray[np.float64], yv: npt.NDArray[np.int8], columns: list[int], names: list[str],
                params: dict[str, Any], rounds: int) -> tuple[npt.NDArray[np.float64], float]:
     """Gain per column and validation AP of a quick early-stopped LightGBM on ``columns``."""
+    import lightgbm as lgb
+
     cols = [names[j] for j in columns]
     dtrain = lgb.Dataset(x[:, columns], label=y, weight=weight, feature_name=cols,
                          params={"verbosity": -1, "max_bin": params["max_bin"]})

@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
@@ -24,6 +23,9 @@ from ._artifact import TrainedModel
 from ._calibration import CALIBRATION_KINDS, Calibrator, fit_calibrator
 from ._dataset import Dataset
 from ._metrics import average_precision, expected_calibration_error, roc_auc
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 MODEL_KINDS: tuple[str, ...] = ("lightgbm", "logistic")
 
@@ -289,6 +291,8 @@ class FraudTrainer:
         return params
 
     def _fit_lightgbm(self, train: Dataset, valid: Dataset, progress: Progress) -> npt.NDArray[np.float64]:
+        import lightgbm as lgb
+
         params = self.resolved_lightgbm_params()
         x, y, weight = _negative_sample(train.X, train.y, self.negative_sample_rate, self.random_state)
         names = list(train.feature_names)

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from fraudops.core import DefinitionError
 from fraudops.features import FeatureSet
@@ -181,6 +180,8 @@ def check_importance_rank(candidate: Mapping[str, float], live: Mapping[str, flo
                            {"shared_features": shared}, blocking=False)
     a = np.array([candidate[n] for n in shared], dtype=np.float64)
     b = np.array([live[n] for n in shared], dtype=np.float64)
+    from scipy.stats import spearmanr
+
     rho = float(spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else math.nan
     passed = not math.isnan(rho) and rho >= config.min_rank_correlation
     return CheckResult(
