@@ -334,23 +334,19 @@ class SQLiteStore(_Closing):
     def update(self, keys: Sequence[str], modify: Modify[T], *, ttl_ms: int | None = None) -> T:
         """Optimistic, like Redis: ``modify`` runs on a plain read, outside the write lock, and
         again under the lock only if another process changed one of ``keys`` meanwhile. The
-        lock is held for a compare and the writes (~50 µs), not for the feature computation,
-        so workers rarely wait for one another. The keys are read again under the lock only
-        when another connection committed since the plain read (SQLite's ``data_version``):
-        a read after another process's commit costs several page reads."""
+        lock is held for a read, a compare and the writes (~50 µs), not for the feature
+        computation, so workers rarely wait for one another."""
         with self._lock:
             db = self._db
             now_ms = self._now_ms()
             try:
-                # taken before the read, so a commit between the two also counts
-                version = self._retry(lambda: _data_version(db)) if keys else 0
                 seen = self._retry(lambda: self._read(keys, now_ms)) if keys else []
                 writes, result = modify(seen)
                 self._retry(lambda: db.execute("BEGIN IMMEDIATE"))
             except sqlite3.Error as exc:
                 raise self._error(exc, "begin a write transaction") from None
             try:
-                if keys and _data_version(db) != version:
+                if keys:
                     current = self._read(keys, now_ms)
                     if current != seen:
                         writes, result = modify(current)
@@ -412,11 +408,6 @@ class SQLiteStore(_Closing):
         self._checkpointer.close()
         with self._lock:
             self._db.close()
-
-
-def _data_version(db: sqlite3.Connection) -> int:
-    """Changes when another connection commits to the file (not on this one's commits)."""
-    return int(db.execute("PRAGMA data_version").fetchone()[0])
 
 
 def _fetch(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:

@@ -166,33 +166,6 @@ def test_update_recomputes_when_another_client_wrote_meanwhile(make_store: Store
     assert other.get_many(["n"]) == [b"11"]
 
 
-def test_sqlite_reads_the_keys_again_only_after_another_commit(tmp_path: Path) -> None:
-    """Alone, an update reads its keys once; after another connection's commit (here to an
-    unrelated key) it reads them again under the lock, finds them unchanged, and keeps the
-    first computation."""
-    path = tmp_path / "state.db"
-    store, other = SQLiteStore(path), SQLiteStore(path)
-    reads: list[str] = []
-    store._db.set_trace_callback(lambda sql: reads.append(sql) if sql.startswith("SELECT") else None)
-    calls: list[list[bytes | None]] = []
-
-    def put(value: bytes, *, meanwhile: bool = False) -> Any:
-        def modify(values: list[bytes | None]) -> tuple[dict[str, bytes | None], None]:
-            calls.append(values)
-            if meanwhile:
-                other.put_many({"unrelated": b"x"})
-            return {"k": value}, None
-        return modify
-
-    store.update(["k"], put(b"1"))
-    assert (len(reads), len(calls)) == (1, 1)
-    store.update(["k"], put(b"2", meanwhile=True))
-    assert (len(reads), len(calls)) == (3, 2)
-    assert other.get_many(["k", "unrelated"]) == [b"2", b"x"]
-    store.close()
-    other.close()
-
-
 def test_sqlite_lock_held_too_long_is_a_store_timeout(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     store = SQLiteStore(path, settings=StoreSettings(sqlite_timeout=0.05))
