@@ -887,9 +887,9 @@ def _num(value: float | None, width: int) -> str:
 def requests_by_worker(metrics_dir: Path) -> dict[int, float]:
     """``/v1/score`` requests answered so far by each worker (its Prometheus file, by pid).
 
-    The kernel spreads connections over the workers' sockets by a hash of their addresses, so
-    with a fixed pool of keep-alive connections one worker may carry more of the load than
-    another, differently from run to run: the split explains much of the variation."""
+    The supervisor hands each connection to the worker with the fewest open ones, so a fixed
+    pool of keep-alive connections splits evenly; until session 6 the kernel spread them by a
+    hash of their addresses, and a lopsided split explained the worst passes."""
     from prometheus_client.multiprocess import MultiProcessCollector
 
     out: dict[int, float] = {}
