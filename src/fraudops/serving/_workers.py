@@ -176,6 +176,8 @@ def run_workers(config: uvicorn.Config, workers: int) -> int:
                 _start(spawn, config, slot, dispatcher.lock)
     finally:
         stop.set()
+        if dispatcher.thread.is_alive():   # it sees the stop within its accept timeout
+            dispatcher.thread.join(2.0)
         listener.close()
         _stop_all([s.proc for s in slots if s.proc is not None])
         for slot in slots:
