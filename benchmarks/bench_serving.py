@@ -165,6 +165,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--reasons", type=int, default=3,
                         help="feature contributions per decision (fraudops serve --reasons; 3 is its"
                              " default)")
+    parser.add_argument("--shadows-in", choices=["process", "thread"], default="process",
+                        help="where shadows are scored (fraudops serve --shadow-process, its"
+                             " default, or --shadow-thread)")
     parser.add_argument("--skip-mlflow", action="store_true", help="no mlflow reference")
     parser.add_argument("--skip-redis", action="store_true", help="no Redis set-ups")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
@@ -698,7 +701,8 @@ def run_fraudops(config_name: str, args: argparse.Namespace, root: Path, facts: 
     tag = f"{run_tag}{config_name[0]}{'s' if shadow else ''}"
     try:
         config = ServingConfig(workspace=str(root), state=state, database=database,
-                               redis_url=args.redis_url, redis_prefix=prefix, n_reasons=args.reasons)
+                               redis_url=args.redis_url, redis_prefix=prefix, n_reasons=args.reasons,
+                               shadow_process=args.shadows_in == "process")
         began = time.perf_counter()
         inproc = measure_in_process(config, stream, tag, warm_n)
         inproc["seconds"] = time.perf_counter() - began
@@ -709,7 +713,8 @@ def run_fraudops(config_name: str, args: argparse.Namespace, root: Path, facts: 
         metrics_dir.mkdir()
         cmd = [cli, "serve", "--workspace", root, "--database", database, "--host", HOST,
                "--port", port, "--workers", args.workers, "--state", state,
-               "--redis-url", args.redis_url, "--redis-prefix", prefix, "--reasons", args.reasons]
+               "--redis-url", args.redis_url, "--redis-prefix", prefix, "--reasons", args.reasons,
+               f"--shadow-{args.shadows_in}"]
         env = child_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
         headers = [("X-API-Key", key)]
         payloads = (_loadgen.request_bytes("POST", "/v1/score", HOST, port,

@@ -63,6 +63,11 @@ def serve(
     = "fraudops:",
     database: DatabaseOption = None,
     shadows: Annotated[bool, typer.Option(help="Score shadow models.")] = True,
+    shadow_process: Annotated[bool, typer.Option(
+        "--shadow-process/--shadow-thread",
+        help="Score shadows in a child process of each worker at the lowest CPU priority, or"
+             " on a thread of the worker (one process less; shadows then compete with"
+             " decisions for the interpreter).")] = True,
     reasons: Annotated[int, typer.Option(min=0, help="Feature contributions per decision.")] = 3,
     micro_batch: Annotated[int, typer.Option(
         min=1, help="At most this many concurrent /v1/score requests decided together"
@@ -76,11 +81,12 @@ def serve(
         raise typer.BadParameter("--state memory cannot be shared by several workers; "
                                  "use sqlite or redis", param_hint="--workers")
     config = _config(workspace, database, state=state, redis_url=redis_url,
-                     redis_prefix=redis_prefix, shadows=shadows, n_reasons=reasons,
-                     micro_batch=micro_batch)
+                     redis_prefix=redis_prefix, shadows=shadows, shadow_process=shadow_process,
+                     n_reasons=reasons, micro_batch=micro_batch)
     os.environ[CONFIG_ENV] = config.to_env()
     metrics_dir = None
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    several_processes = workers > 1 or (shadows and shadow_process)
+    if several_processes and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics_dir = tempfile.mkdtemp(prefix="fraudops-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     err.print(f"fraudops serving {config.workspace} on http://{host}:{port} "

@@ -24,7 +24,7 @@ from ._metrics import ServingMetrics
 from ._model_pool import LoadedModel, ModelPool
 from ._plan import TenantPlan, sampled
 from ._records import Decision, Reason, ShadowScore
-from ._shadow import ShadowJob, ShadowRunner
+from ._shadow import ShadowJob, Shadows
 
 #: entity keys that identify "one customer" for the canary split, in order of preference
 CANARY_KEYS = ("card_id", "account_id", "customer_id", "email", "device_id")
@@ -70,8 +70,9 @@ class ScoringEngine:
         The deployment plan; replaced atomically with :meth:`use_plans`.
     log : DecisionSink or None
         The decision log. ``None`` only for dry runs and tests: nothing is durable then.
-    shadows : ShadowRunner or None
-        Runs shadow models off the request path; ``None`` skips shadows.
+    shadows : Shadows or None
+        Runs shadow models off the request path (a thread or a process of their own);
+        ``None`` skips shadows.
     n_reasons : int
         How many feature contributions a decision carries (0: none, saves ~20–60 µs).
     max_future : timedelta
@@ -79,7 +80,7 @@ class ScoringEngine:
     """
 
     def __init__(self, online: OnlineEngine, models: ModelPool, plans: Mapping[str, TenantPlan],
-                 *, log: DecisionSink | None, shadows: ShadowRunner | None = None,
+                 *, log: DecisionSink | None, shadows: Shadows | None = None,
                  metrics: ServingMetrics | None = None, n_reasons: int = 3,
                  max_future: timedelta = timedelta(days=1)) -> None:
         self.online = online
@@ -198,6 +199,7 @@ class ScoringEngine:
             plan = [p for p in plan if results[p[0]] is None]
         computed = self.online.process_many([events[i] for i, *_ in plan])
         decided: list[tuple[int, _TenantRoute, LoadedModel, Decision, dict[str, Any]]] = []
+        jobs: list[ShadowJob] = []
         for (i, route, model, role, event_time), features in zip(plan, computed, strict=True):
             if isinstance(features, InputError):
                 results[i] = features
@@ -216,8 +218,10 @@ class ScoringEngine:
                     decision.latency_us / 1e6)
                 self.metrics.decisions.labels(decision.tenant, str(model.ref), decision.role,
                                               decision.action).inc()
-            self._shadow(route, decision.tenant, decision.event_id, features)
+            self._shadow(jobs, route, decision.tenant, decision.event_id, features)
             results[i] = ScoreResult(decision, dict(features) if wanted[i] else None, False)
+        if jobs and self.shadows is not None:
+            self.shadows.submit_many(jobs)
         for i, j in later:
             earlier = results[j]
             results[i] = earlier if not isinstance(earlier, ScoreResult) else \
@@ -264,13 +268,13 @@ class ScoringEngine:
         return tuple(Reason(names[i], None if vector[i] != vector[i] else vector[i],
                             contributions[i]) for i in top)
 
-    def _shadow(self, route: _TenantRoute, tenant: str, event_id: str,
+    def _shadow(self, jobs: list[ShadowJob], route: _TenantRoute, tenant: str, event_id: str,
                 features: Mapping[str, Any]) -> None:
         if self.shadows is None or not route.shadows:
             return
         chosen = tuple(m for m, sample in route.shadows if sampled(tenant, event_id, m.ref, sample))
         if chosen:
-            self.shadows.submit(ShadowJob(tenant, event_id, features, chosen))
+            jobs.append(ShadowJob(tenant, event_id, features, chosen))
 
 
 def _canary_key(event: Mapping[str, Any]) -> str | None:

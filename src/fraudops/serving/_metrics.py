@@ -23,15 +23,40 @@ from prometheus_client.multiprocess import MultiProcessCollector
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
-class ServingMetrics:
-    """The counters and histograms a scoring server exports on ``GET /metrics``."""
+class ShadowMetrics:
+    """What a shadow scorer counts; all that a shadow process exports (a whole
+    :class:`ServingMetrics` there would add a plan revision of 0 beside its server's)."""
 
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-        r = None if self._multiprocess else self.registry
+        r = self._target = None if self._multiprocess else self.registry
+        self.shadow_latency = Histogram(
+            "fraudops_shadow_seconds", "Shadow model scoring latency by model.", ["model"],
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.shadow_errors = Counter("fraudops_shadow_errors", "Shadow models that raised.",
+                                     ["model"], registry=r)
+        self.shadow_dropped = Counter(
+            "fraudops_shadow_dropped", "Shadow jobs dropped because the shadow queue was full.",
+            registry=r)
+
+    def render(self) -> bytes:
+        """The exposition text of every metric (all workers' in multiprocess mode)."""
+        if self._multiprocess:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+class ServingMetrics(ShadowMetrics):
+    """The counters and histograms a scoring server exports on ``GET /metrics``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        r = self._target
         self.requests = Counter("fraudops_requests", "HTTP requests by route and status code.",
                                 ["route", "status"], registry=r)
         self.request_latency = Histogram(
@@ -46,14 +71,6 @@ class ServingMetrics:
         self.batch_size = Histogram(
             "fraudops_batch_size", "Scoring requests decided together (micro-batches).",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
-        self.shadow_latency = Histogram(
-            "fraudops_shadow_seconds", "Shadow model scoring latency by model.", ["model"],
-            buckets=_LATENCY_BUCKETS, registry=r)
-        self.shadow_errors = Counter("fraudops_shadow_errors", "Shadow models that raised.",
-                                     ["model"], registry=r)
-        self.shadow_dropped = Counter(
-            "fraudops_shadow_dropped", "Shadow jobs dropped because the shadow queue was full.",
-            registry=r)
         self.errors = Counter("fraudops_errors", "Requests refused or failed, by kind.", ["kind"],
                               registry=r)
         self.plan_revision = Gauge("fraudops_plan_revision", "Deployment plan revision in use.",
@@ -61,11 +78,3 @@ class ServingMetrics:
         self.plan_refused = Counter("fraudops_plan_refused",
                                     "Plan revisions refused because a model failed to load.",
                                     registry=r)
-
-    def render(self) -> bytes:
-        """The exposition text of every metric (all workers' in multiprocess mode)."""
-        if self._multiprocess:
-            registry = CollectorRegistry()
-            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-            return generate_latest(registry)
-        return generate_latest(self.registry)

@@ -17,12 +17,14 @@ import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 from fraudops.core import FraudopsError, Workspace
 from fraudops.events import EventStore
 from fraudops.features import (
+    FeatureSet,
     MemoryStore,
     OnlineEngine,
     RedisStore,
@@ -36,11 +38,12 @@ from ._decision_log import DecisionLog
 from ._engine import ScoringEngine
 from ._errors import ModelLoadError
 from ._keys import ApiKeys
-from ._metrics import ServingMetrics
+from ._metrics import ServingMetrics, ShadowMetrics
 from ._model_pool import ModelPool, registry_loader
 from ._plan import TenantPlan
 from ._plan_store import PlanStore
-from ._shadow import ShadowRunner
+from ._shadow import ShadowRunner, Shadows
+from ._shadow_process import ShadowParts, ShadowProcess
 
 log = logging.getLogger("fraudops.serving")
 CONFIG_ENV = "FRAUDOPS_SERVING_CONFIG"
@@ -55,7 +58,10 @@ class ServingConfig:
     shared by the workers of one machine; ``redis``: ``redis_url``, shared by replicas;
     ``memory``: one process only). ``database``: the decision log, deployment plans and API
     keys (default ``sqlite:///<workspace>/serving/serving.db``; ``postgresql://…`` where
-    configured). ``redis_prefix`` separates workspaces sharing one Redis. ``micro_batch``:
+    configured). ``redis_prefix`` separates workspaces sharing one Redis. ``shadow_process``:
+    shadows are scored in a child process at the lowest CPU priority instead of a thread of
+    the server process (what ``fraudops serve`` does: they then never compete with a decision
+    for the interpreter; a thread suits in-process use and tests). ``micro_batch``:
     at most this many ``/v1/score`` requests that reach a server process together are
     decided together (one state read-modify-write, one log commit; 1 turns it off).
     """
@@ -68,6 +74,7 @@ class ServingConfig:
     feature_set: str | None = None
     n_reasons: int = 3
     shadows: bool = True
+    shadow_process: bool = False
     shadow_queue: int = 10_000
     plan_poll_s: float = 1.0
     max_lateness_s: float = 3600.0
@@ -121,6 +128,19 @@ def tune_server_process() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
+def _model_pool(workspace: Workspace, feature_set: FeatureSet) -> ModelPool:
+    registry = ModelRegistry(workspace=workspace)
+    return ModelPool(registry_loader(registry, workspace.root / "serving" / "models"), feature_set)
+
+
+def open_shadow_parts(config: ServingConfig) -> ShadowParts:
+    """What a shadow process opens at its start: the server's models, log and metrics."""
+    workspace = Workspace.open(Path(config.workspace))
+    pool = _model_pool(workspace, workspace_feature_set(workspace, config.feature_set))
+    decisions = DecisionLog.open(config.database_url())
+    return pool.get, decisions, ShadowMetrics(), decisions.close
+
+
 class Runtime:
     """The engine, the stores and the plan watcher of one server process."""
 
@@ -138,13 +158,15 @@ class Runtime:
         self.state = self._state_store()
         self.online = OnlineEngine(self.feature_set, self.state,
                                    max_lateness=timedelta(seconds=config.max_lateness_s))
-        registry = ModelRegistry(workspace=self.workspace)
-        self.pool = ModelPool(registry_loader(registry, self.workspace.root / "serving" / "models"),
-                              self.feature_set)
-        self.shadow_runner = ShadowRunner(
-            self.log, metrics=self.metrics, max_queue=config.shadow_queue,
-            on_error=lambda e: log.error("shadow scores not logged: %s", e)) \
-            if config.shadows else None
+        self.pool = _model_pool(self.workspace, self.feature_set)
+        self.shadow_runner: Shadows | None = None
+        if config.shadows and config.shadow_process:
+            self.shadow_runner = ShadowProcess(partial(open_shadow_parts, config),
+                                               metrics=self.metrics, max_queue=config.shadow_queue)
+        elif config.shadows:
+            self.shadow_runner = ShadowRunner(
+                self.log, metrics=self.metrics, max_queue=config.shadow_queue,
+                on_error=lambda e: log.error("shadow scores not logged: %s", e))
         revision, plans = self.plan_store.plans()
         self.refused_revision: int | None = None
         self.last_error: str | None = None
@@ -153,6 +175,9 @@ class Runtime:
                                     n_reasons=config.n_reasons,
                                     max_future=timedelta(seconds=config.max_future_s))
         self._apply(revision, plans)
+        if isinstance(self.shadow_runner, ShadowProcess) and not self.shadow_runner.wait_ready():
+            log.error("the shadow process did not start (its log says why): shadow jobs are "
+                      "dropped until it does")
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="fraudops-plan-watcher",
                                          daemon=True)

@@ -13,11 +13,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ._metrics import ServingMetrics
+from ._metrics import ShadowMetrics
 from ._model_pool import LoadedModel
 from ._records import ShadowScore
 
@@ -41,6 +42,27 @@ class ShadowJob:
     event_id: str
     features: Mapping[str, Any]
     models: tuple[LoadedModel, ...]
+
+
+class Shadows(Protocol):
+    """What the engine needs of a shadow scorer: a thread (:class:`ShadowRunner`) or a process
+    of its own (:class:`~fraudops.serving._shadow_process.ShadowProcess`)."""
+
+    def submit_many(self, jobs: Sequence[ShadowJob]) -> int:
+        """Queue the jobs without blocking; how many were queued (the others are dropped)."""
+        ...
+
+    def deciding(self) -> AbstractContextManager[None]:
+        """Around a decision: shadows that share its interpreter keep off it meanwhile."""
+        ...
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued job is scored and logged."""
+        ...
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Score and log what is queued, then stop."""
+        ...
 
 
 class ShadowRunner:
@@ -67,7 +89,7 @@ class ShadowRunner:
     dropped.
     """
 
-    def __init__(self, sink: ShadowSink | None, *, metrics: ServingMetrics | None = None,
+    def __init__(self, sink: ShadowSink | None, *, metrics: ShadowMetrics | None = None,
                  max_queue: int = 10_000, batch_size: int = 16, flush_every_s: float = 0.02,
                  poll_s: float = 0.02,
                  on_error: Callable[[Exception], None] | None = None) -> None:
@@ -101,6 +123,9 @@ class ShadowRunner:
             return False
         self._jobs.append(job)
         return True
+
+    def submit_many(self, jobs: Sequence[ShadowJob]) -> int:
+        return sum(map(self.submit, jobs))
 
     def deciding(self) -> _Deciding:
         """``with runner.deciding():`` around a decision: shadows wait until it is done."""
