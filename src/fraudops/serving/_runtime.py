@@ -138,7 +138,7 @@ def open_shadow_parts(config: ServingConfig) -> ShadowParts:
     workspace = Workspace.open(Path(config.workspace))
     pool = _model_pool(workspace, workspace_feature_set(workspace, config.feature_set))
     decisions = DecisionLog.open(config.database_url())
-    return pool.get, decisions, ShadowMetrics(), decisions.close
+    return pool, decisions, ShadowMetrics(), decisions.close
 
 
 class Runtime:

@@ -137,7 +137,9 @@ class ShadowRunner:
         self._flush_now.set()
         self._wake.set()
         while time.monotonic() < deadline:
-            if not self._jobs and self._idle.wait(0.01) and not self._jobs:
+            if self._jobs:   # a poll, not a spin: a spinning caller held the GIL from the thread
+                time.sleep(0.002)
+            elif self._idle.wait(0.01) and not self._jobs:
                 return True
         return False
 

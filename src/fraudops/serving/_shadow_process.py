@@ -34,7 +34,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from ._metrics import ShadowMetrics
-from ._model_pool import LoadedModel
+from ._model_pool import LoadedModel, ModelPool
 from ._plan import ModelRef
 from ._shadow import ShadowJob, ShadowRunner, ShadowSink
 
@@ -47,16 +47,19 @@ JOBS_PER_MESSAGE = 32
 SEND_BUFFER = 4 << 20
 #: the largest datagram the child reads
 MAX_MESSAGE = 4 << 20
+#: how often the child reads what was sent, in seconds
+POLL_S = 0.02
+#: a model that no job named for so long is forgotten by the child, in seconds
+FORGET_AFTER_S = 600.0
 #: a dead child is started again at most this often, in seconds
 RESTART_EVERY_S = 5.0
 _DRAIN = b"drain"
 _DRAINED = b"drained"
 _READY = b"ready"
 
-#: what the child opens at its start: the models by reference, where scores go, the metrics,
-#: and what to close at its end (a picklable callable: it crosses into a spawned process)
-ShadowParts = tuple[Callable[[ModelRef], LoadedModel], ShadowSink, ShadowMetrics,
-                    Callable[[], None]]
+#: what the child opens at its start: the models, where scores go, the metrics, and what to
+#: close at its end (opened by a picklable callable: it crosses into a spawned process)
+ShadowParts = tuple[ModelPool, ShadowSink, ShadowMetrics, Callable[[], None]]
 
 
 class ShadowProcess:
@@ -205,40 +208,73 @@ def _child(open_parts: Callable[[], ShadowParts], channel: socket.socket,
            max_queue: int) -> None:  # pragma: no cover - runs in the child
     with contextlib.suppress(AttributeError, OSError):   # Linux; threads started later inherit
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    models, sink, metrics, close = open_parts()
+    pool, sink, metrics, close = open_parts()
     with contextlib.suppress(OSError):
         channel.send(_READY)
     runner = ShadowRunner(sink, metrics=metrics, max_queue=max_queue,
                           on_error=lambda e: log.error("shadow scores not logged: %s", e))
     try:
-        _serve(channel, models, runner)
+        _ChildLoop(channel, pool, runner).run()
     finally:
         runner.close()
         close()
 
 
-def _serve(channel: socket.socket, models: Callable[[ModelRef], LoadedModel],
-           runner: ShadowRunner) -> None:  # pragma: no cover - runs in the child
-    loaded: dict[tuple[str, int], LoadedModel] = {}
-    while True:
-        try:
-            message = channel.recv(MAX_MESSAGE)
-        except OSError:
-            return
-        if not message:   # the server process closed its end or died
-            return
+class _ChildLoop:  # pragma: no cover - runs in the child
+    """Reads what the server sent every ``POLL_S`` (no wake-up per datagram: no one waits for
+    a shadow score), hands the jobs to the runner, and forgets the models no job named for
+    ``FORGET_AFTER_S`` (plans move on; the server's own pool forgets with each plan)."""
+
+    def __init__(self, channel: socket.socket, pool: ModelPool, runner: ShadowRunner) -> None:
+        self.channel = channel
+        self.pool = pool
+        self.runner = runner
+        self.loaded: dict[tuple[str, int], LoadedModel] = {}
+        self.used: set[tuple[str, int]] = set()
+        self.swept = time.monotonic()
+
+    def run(self) -> None:
+        self.channel.setblocking(False)
+        while True:
+            time.sleep(POLL_S)
+            while True:
+                try:
+                    message = self.channel.recv(MAX_MESSAGE)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    return
+                if not message:   # the server process closed its end or died
+                    return
+                self._handle(message)
+            if time.monotonic() - self.swept > FORGET_AFTER_S:
+                self._forget()
+
+    def _handle(self, message: bytes) -> None:
         if message == _DRAIN:
-            runner.drain()
+            self.runner.drain()
             with contextlib.suppress(OSError):
-                channel.send(_DRAINED)
-            continue
+                self.channel.send(_DRAINED)
+            return
         jobs: list[tuple[str, str, dict[str, Any], tuple[tuple[str, int], ...]]] = \
             pickle.loads(message)
         for tenant, event_id, features, refs in jobs:
             try:
-                chosen = tuple(loaded[r] if r in loaded else
-                               loaded.setdefault(r, models(ModelRef(*r))) for r in refs)
+                models = tuple(map(self._model, refs))
             except Exception as e:   # the server loaded it: a broken cache, say
                 log.error("shadow model not loaded in the shadow process: %s", e)
                 continue
-            runner.submit(ShadowJob(tenant, event_id, features, chosen))
+            self.runner.submit(ShadowJob(tenant, event_id, features, models))
+
+    def _model(self, ref: tuple[str, int]) -> LoadedModel:
+        found = self.loaded.get(ref)
+        if found is None:
+            found = self.loaded[ref] = self.pool.get(ModelRef(*ref))
+        self.used.add(ref)
+        return found
+
+    def _forget(self) -> None:
+        self.loaded = {ref: m for ref, m in self.loaded.items() if ref in self.used}
+        self.pool.retain(ModelRef(*ref) for ref in self.loaded)
+        self.used = set()
+        self.swept = time.monotonic()

@@ -391,6 +391,11 @@ def _v2_live_with_v1_shadow(server: Server, tenant: httpx.Client, admin: httpx.C
             return {s["event_id"] for s in rows if s["model_version"] == 1 and s["error"] is None}
         ids = {a["event_id"] for a in decided}
         _eventually(lambda: ids <= shadowed(), 5.0, "v1 shadow scores of v2's decisions")
+    # scored in the workers' shadow processes, whose metrics /metrics reports with the workers'
+    text = admin.get("/metrics").text
+    [count] = [line for line in text.splitlines()
+               if line.startswith(f'fraudops_shadow_seconds_count{{model="{MODEL}/v1"}}')]
+    assert float(count.split()[-1]) >= len(ids)
 
     history = tenant.get(f"/v1/plans/{TENANT}/history").json()
     assert [h["revision"] for h in history] == [revision, revision - 1]

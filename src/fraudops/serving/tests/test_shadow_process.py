@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fraudops.serving import DecisionLog, ModelRef, ShadowJob, ShadowSpec, TenantPlan, _shadow_process
-from fraudops.serving._shadow_process import ShadowProcess
+from fraudops.serving import (
+    DecisionLog,
+    ModelRef,
+    ShadowJob,
+    ShadowRunner,
+    ShadowSpec,
+    TenantPlan,
+    _shadow_process,
+)
+from fraudops.serving._shadow_process import ShadowProcess, _ChildLoop
 
 from .conftest import MODEL, TENANT, Served, World, first_events, start
 
@@ -132,3 +142,24 @@ def test_closing_logs_what_the_shadow_process_has_queued(world: World, workspace
     finally:
         s.runtime.close()   # no drain first
     assert len(_logged(s)) == len(events)
+
+
+def test_the_shadow_process_forgets_models_no_job_names_any_more(world: World,
+                                                                  shadowed: Served) -> None:
+    # the child's loop, run here: jobs name the models by reference
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    runner = ShadowRunner(None)
+    try:
+        loop = _ChildLoop(theirs, shadowed.runtime.pool, runner)
+        [job] = _jobs(world, shadowed, 1)
+        loop._handle(pickle.dumps([(job.tenant, job.event_id, job.features, ((MODEL, 2),))]))
+        assert runner.drain(timeout=10)
+        assert runner.scored == 1
+        loop._forget()   # used since the last sweep: kept
+        assert set(loop.loaded) == {(MODEL, 2)}
+        loop._forget()   # not used since: forgotten
+        assert loop.loaded == {}
+    finally:
+        runner.close()
+        ours.close()
+        theirs.close()
