@@ -165,9 +165,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--reasons", type=int, default=3,
                         help="feature contributions per decision (fraudops serve --reasons; 3 is its"
                              " default)")
-    parser.add_argument("--shadows-in", choices=["process", "thread"], default="process",
-                        help="where shadows are scored (fraudops serve --shadow-process, its"
-                             " default, or --shadow-thread)")
+    parser.add_argument("--shadows-in", choices=["process", "thread"], default="thread",
+                        help="where shadows are scored (fraudops serve --shadow-thread, its"
+                             " default, or --shadow-process)")
     parser.add_argument("--skip-mlflow", action="store_true", help="no mlflow reference")
     parser.add_argument("--skip-redis", action="store_true", help="no Redis set-ups")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")

@@ -60,8 +60,9 @@ class ServingConfig:
     keys (default ``sqlite:///<workspace>/serving/serving.db``; ``postgresql://…`` where
     configured). ``redis_prefix`` separates workspaces sharing one Redis. ``shadow_process``:
     shadows are scored in a child process at the lowest CPU priority instead of a thread of
-    the server process (what ``fraudops serve`` does: they then never compete with a decision
-    for the interpreter; a thread suits in-process use and tests). ``micro_batch``:
+    the server process (``fraudops serve --shadow-process``: they then never compete with a
+    decision for the interpreter, nor a crashing shadow model with the server; on 2 cores the
+    extra process cost more p99 than the shared interpreter did). ``micro_batch``:
     at most this many ``/v1/score`` requests that reach a server process together are
     decided together (one state read-modify-write, one log commit; 1 turns it off).
     """

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,8 +93,10 @@ class Server:
 
     @classmethod
     def start(cls, workspace: Path, *, workers: int = 1, state: str = "sqlite",
-              redis_prefix: str | None = None, run_dir: Path | None = None) -> Server:
-        """Launch the server (not yet ready: call :meth:`wait_ready`)."""
+              redis_prefix: str | None = None, run_dir: Path | None = None,
+              options: Sequence[str] = ()) -> Server:
+        """Launch the server (not yet ready: call :meth:`wait_ready`); ``options``: more
+        ``fraudops serve`` options."""
         run_dir = run_dir or workspace.parent
         port = _free_port()
         name = f"server-{port}-{time.monotonic_ns()}"
@@ -105,6 +107,7 @@ class Server:
                    "--state", state]
         if redis_prefix is not None:
             command += ["--redis-prefix", redis_prefix]
+        command += list(options)
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("FRAUDOPS_", "PROMETHEUS_"))}
         env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1")

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -358,10 +358,11 @@ V1, V2 = {"name": MODEL, "version": 1}, {"name": MODEL, "version": 2}
 def test_plan_changes_reach_every_worker_without_restart_and_are_audited(
         world: World, workspace: Path) -> None:
     """On a running two-worker server: live v2 with v1 shadowing, then a refused v99, then a
-    30 % canary of v2; each change is in force on both workers within seconds."""
+    30 % canary of v2; each change is in force on both workers within seconds. Shadows run
+    in each worker's shadow process (the thread is every other test's default)."""
     keys = deploy(workspace)
     events = iter(first_events(world, 400))
-    with serving(workspace, workers=2, state="sqlite") as server, \
+    with serving(workspace, workers=2, state="sqlite", options=["--shadow-process"]) as server, \
             server.client(keys.tenant, keepalive=False) as tenant, \
             server.client(keys.admin) as admin:
         assert {a["model"]["version"] for a in _decide(tenant, events, 10)} == {1}
@@ -392,6 +393,7 @@ def _v2_live_with_v1_shadow(server: Server, tenant: httpx.Client, admin: httpx.C
         ids = {a["event_id"] for a in decided}
         _eventually(lambda: ids <= shadowed(), 5.0, "v1 shadow scores of v2's decisions")
     # scored in the workers' shadow processes, whose metrics /metrics reports with the workers'
+    assert len(_shadow_processes(server)) == 2
     text = admin.get("/metrics").text
     [count] = [line for line in text.splitlines()
                if line.startswith(f'fraudops_shadow_seconds_count{{model="{MODEL}/v1"}}')]
@@ -442,6 +444,18 @@ def _v2_canary_for_a_share_of_cards(server: Server, tenant: httpx.Client, admin:
         set(seen) - on_canary
     assert 0.2 <= len(on_canary) / len(seen) <= 0.4, f"{len(on_canary)} of {len(seen)} cards"
     assert on_canary == {card for card in seen if bucket(TENANT, f"card_id={card}") < 0.3}
+
+
+def _shadow_processes(server: Server) -> set[int]:
+    """The workers' children that run at ``SCHED_IDLE`` (their shadow processes)."""
+    found = set()
+    for worker in server.workers():
+        with suppress(OSError):
+            for child in Path(f"/proc/{worker}/task/{worker}/children").read_text().split():
+                with suppress(OSError):
+                    if os.sched_getscheduler(int(child)) == os.SCHED_IDLE:
+                        found.add(int(child))
+    return found
 
 
 def _all_workers_on(server: Server, revision: int, *, within_s: float = SWITCH_WITHIN_S) -> None:
