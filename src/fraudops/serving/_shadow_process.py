@@ -36,7 +36,7 @@ from typing import Any
 from ._metrics import ShadowMetrics
 from ._model_pool import LoadedModel, ModelPool
 from ._plan import ModelRef
-from ._shadow import ShadowJob, ShadowRunner, ShadowSink
+from ._shadow import IDLE_POLL_S, ShadowJob, ShadowRunner, ShadowSink
 
 log = logging.getLogger("fraudops.serving")
 
@@ -47,7 +47,8 @@ JOBS_PER_MESSAGE = 32
 SEND_BUFFER = 4 << 20
 #: the largest datagram the child reads
 MAX_MESSAGE = 4 << 20
-#: how often the child reads what was sent, in seconds
+#: how often the child reads what was sent, in seconds (doubling while nothing comes, up to
+#: the shadow thread's idle poll)
 POLL_S = 0.02
 #: a model that no job named for so long is forgotten by the child, in seconds
 FORGET_AFTER_S = 600.0
@@ -221,9 +222,10 @@ def _child(open_parts: Callable[[], ShadowParts], channel: socket.socket,
 
 
 class _ChildLoop:  # pragma: no cover - runs in the child
-    """Reads what the server sent every ``POLL_S`` (no wake-up per datagram: no one waits for
-    a shadow score), hands the jobs to the runner, and forgets the models no job named for
-    ``FORGET_AFTER_S`` (plans move on; the server's own pool forgets with each plan)."""
+    """Reads what the server sent every ``POLL_S`` while jobs come, less often while none do
+    (no wake-up per datagram: no one waits for a shadow score), hands the jobs to the runner,
+    and forgets the models no job named for ``FORGET_AFTER_S`` (plans move on; the server's
+    own pool forgets with each plan)."""
 
     def __init__(self, channel: socket.socket, pool: ModelPool, runner: ShadowRunner) -> None:
         self.channel = channel
@@ -235,8 +237,10 @@ class _ChildLoop:  # pragma: no cover - runs in the child
 
     def run(self) -> None:
         self.channel.setblocking(False)
+        poll = POLL_S
         while True:
-            time.sleep(POLL_S)
+            time.sleep(poll)
+            poll = min(poll * 2, IDLE_POLL_S)   # nothing sent: the next poll comes later
             while True:
                 try:
                     message = self.channel.recv(MAX_MESSAGE)
@@ -247,6 +251,7 @@ class _ChildLoop:  # pragma: no cover - runs in the child
                 if not message:   # the server process closed its end or died
                     return
                 self._handle(message)
+                poll = POLL_S
             if time.monotonic() - self.swept > FORGET_AFTER_S:
                 self._forget()
 
