@@ -9,9 +9,12 @@ Here the server process only pickles the shadow jobs of a micro-batch and sends 
 datagram on a non-blocking Unix socket pair (a few µs per decision). A child process scores
 them with its own copies of the models and writes the scores to the decision log, through the
 same :class:`ShadowRunner` (same scores, batches, metrics and error handling). It runs at
-``SCHED_IDLE``: it gets a core only when no decision wants one, so it can never slow the live
-path; under a load that leaves no core idle its socket fills and the jobs that do not fit are
-dropped and counted (``fraudops_shadow_dropped``), as a thread's full queue drops them.
+``SCHED_IDLE``: it gets a core only when no decision wants one; under a load that leaves no
+core idle its socket fills and the jobs that do not fit are dropped and counted
+(``fraudops_shadow_dropped``), as a thread's full queue drops them. It isolates shadow models
+(a crash, a heavy model), but it is not free: on 2 cores the third busy process raised the
+median p99 at 1,000 req/s by ~1 ms against a shadow thread (docs/serving.md), so
+``fraudops serve`` uses it only with ``--shadow-process``.
 
 A child that dies is started again on the next submit, at most once per ``RESTART_EVERY_S``;
 its queued jobs are lost (they are shadow scores: never a decision). A child stops when its
@@ -27,6 +30,7 @@ import os
 import pickle
 import select
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -80,6 +84,7 @@ class ShadowProcess:
         self._proc: BaseProcess | None = None
         self._channel: socket.socket | None = None
         self._started = 0.0
+        self._restarting = threading.Lock()   # two requests that find it dead start one child
         self.dropped = 0
         self._start()
 
@@ -134,13 +139,14 @@ class ShadowProcess:
             self._metrics.shadow_dropped.inc(n)
 
     def _restart(self) -> None:
-        if self._proc is not None and self._proc.is_alive():
-            return
-        if time.monotonic() - self._started < RESTART_EVERY_S:
-            return
-        exitcode = None if self._proc is None else self._proc.exitcode
-        log.error("the shadow process exited (%s); starting another", exitcode)
-        self._start()
+        with self._restarting:
+            if self._proc is not None and self._proc.is_alive():   # also reaps a dead one
+                return
+            if self._channel is None or time.monotonic() - self._started < RESTART_EVERY_S:
+                return   # closed, or restarted a moment ago
+            exitcode = None if self._proc is None else self._proc.exitcode
+            log.error("the shadow process exited (%s); starting another", exitcode)
+            self._start()
 
     def wait_ready(self, timeout: float = 120.0) -> bool:
         """Wait until the child has loaded what it needs (a server process calls this before it
