@@ -95,6 +95,7 @@ class _Dispatcher:
         self.slots = slots
         self.stop = stop
         self.lock = threading.Lock()   # slots change on a restart
+        self.turn = 0
         self.thread = threading.Thread(target=self._run, name="fraudops-dispatch", daemon=True)
 
     def _run(self) -> None:
@@ -118,7 +119,11 @@ class _Dispatcher:
         """To the ready worker with the fewest open connections; while none is ready (the
         server starts), to one that is starting, where the connection waits."""
         with self.lock:
-            for slot in sorted(self.slots, key=lambda s: (not s.ready.value, s.open_connections())):
+            # ties go round the workers: short connections one after another (no keep-alive)
+            # would otherwise all land on the first
+            self.turn = (self.turn + 1) % len(self.slots)
+            order = self.slots[self.turn:] + self.slots[:self.turn]
+            for slot in sorted(order, key=lambda s: (not s.ready.value, s.open_connections())):
                 channel = slot.channel
                 if channel is None or slot.proc is None or not slot.proc.is_alive():
                     continue

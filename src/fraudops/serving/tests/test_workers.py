@@ -106,6 +106,27 @@ def test_new_connections_go_to_the_worker_with_fewest_open() -> None:
             s.close()
 
 
+def test_short_connections_one_after_another_take_turns() -> None:
+    """Without keep-alive, each connection closes before the next opens: every worker has
+    none open each time, and the ties go round the workers instead of all to the first."""
+    with _dispatching(2) as (port, slots, theirs):
+        served = [0, 0]
+        for _ in range(6):
+            client = socket.create_connection(("127.0.0.1", port))
+            deadline = time.monotonic() + 5
+            got: list[socket.socket] = []
+            while not got and time.monotonic() < deadline:
+                for i, channel in enumerate(theirs):
+                    got = _received(channel, 1, timeout=0.05)
+                    if got:
+                        served[i] += 1
+                        slots[i].closed.value += 1   # the worker saw it close
+                        break
+            for s in [client, *got]:
+                s.close()
+        assert served == [3, 3]
+
+
 def test_starting_and_dead_workers_get_no_connection_while_another_serves() -> None:
     with _dispatching(3, ready=(False, True, True)) as (port, slots, theirs):
         slots[2].proc.alive = False  # type: ignore[union-attr]
