@@ -129,23 +129,16 @@ class DecisionLog(OnDatabase):
                              f"{decision.tenant}/{decision.event_id} was neither new nor found")
         return _decision(stored)
 
-    def record_many(self, decisions: Sequence[Decision],
-                    shadows: Sequence[ShadowScore] = ()) -> list[tuple[Decision, bool]]:
+    def record_many(self, decisions: Sequence[Decision]) -> list[tuple[Decision, bool]]:
         """:meth:`record` for each decision, in one transaction (one commit for a server's
         micro-batch); each is durable when this returns. Decisions must have distinct
-        ``(tenant, event_id)``. ``shadows`` are logged in the same transaction, as
-        :meth:`record_shadows` would (a server's shadow thread hands over its scores this
-        way: no write transaction of its own to wait for)."""
-        if len(decisions) <= 1 and not shadows:
+        ``(tenant, event_id)``."""
+        if len(decisions) <= 1:
             return [self.record(d) for d in decisions]
         rows = [_decision_row(d) for d in decisions]
-        shadow_rows = [_shadow_row(s) for s in shadows]
 
         def insert(session: Session) -> list[bool]:
-            new = [session.execute(_INSERT_DECISION, row).rowcount == 1 for row in rows]
-            if shadow_rows:
-                session.many(_INSERT_SHADOW, shadow_rows)
-            return new
+            return [session.execute(_INSERT_DECISION, row).rowcount == 1 for row in rows]
 
         inserted = self.db.run(f"record {len(rows)} decisions", insert, write=True)
         # not inserted: a concurrent retry came first, and its decision is the answer

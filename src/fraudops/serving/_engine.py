@@ -33,8 +33,7 @@ CANARY_KEYS = ("card_id", "account_id", "customer_id", "email", "device_id")
 class DecisionSink(Protocol):
     """Where decisions go (the decision log); ``record_many`` is durable when it returns."""
 
-    def record_many(self, decisions: Sequence[Decision],
-                    shadows: Sequence[ShadowScore] = ()) -> list[tuple[Decision, bool]]: ...
+    def record_many(self, decisions: Sequence[Decision]) -> list[tuple[Decision, bool]]: ...
 
     def record_shadows(self, scores: Sequence[ShadowScore]) -> None: ...
 
@@ -207,11 +206,8 @@ class ScoringEngine:
                 continue
             decision = self._decide(events[i], event_time, model, role, features, start, source)
             decided.append((i, route, model, decision, features))
-        if self.log is None:
-            stored = [(d[3], True) for d in decided]
-        else:   # the shadow scores of earlier decisions ride on this commit (lost if it fails)
-            carried = self.shadows.take_scores() if self.shadows is not None else []
-            stored = self.log.record_many([d[3] for d in decided], carried)
+        stored = (self.log.record_many([d[3] for d in decided]) if self.log is not None
+                  else [(d[3], True) for d in decided])
         for (i, route, model, _, features), (decision, inserted) in zip(decided, stored,
                                                                         strict=True):
             if not inserted:   # a concurrent retry logged it first

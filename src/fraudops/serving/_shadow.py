@@ -56,11 +56,6 @@ class Shadows(Protocol):
         """Around a decision: shadows that share its interpreter keep off it meanwhile."""
         ...
 
-    def take_scores(self) -> list[ShadowScore]:
-        """Scores not logged yet, for the caller's own transaction (none if they are logged
-        elsewhere)."""
-        ...
-
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every queued job is scored and logged."""
         ...
@@ -80,10 +75,8 @@ class ShadowRunner:
     20 ms is short enough; with nothing queued the poll slows down, doubling up to 0.2 s.
     When ``max_queue`` jobs wait, the job is dropped and counted.
 
-    Scores wait to be logged until someone takes them (:meth:`take_scores`: the engine logs
-    them with the decisions it commits, in the same transaction) or, when no one does, the
-    thread commits them itself once ``batch_size`` wait or the oldest waited ``flush_every_s``:
-    small enough that a batch holds a SQLite log's write lock for a fraction of a millisecond
+    Scores are committed in batches of ``batch_size`` or every ``flush_every_s``: small
+    enough that a batch holds a SQLite log's write lock for a fraction of a millisecond
     (decisions wait for it), large enough to cost one commit per tens of scores.
 
     The thread steps aside while a decision runs (:meth:`deciding`): it checks between two jobs
@@ -103,8 +96,6 @@ class ShadowRunner:
         self._sink = sink
         self._metrics = metrics
         self._jobs: deque[ShadowJob] = deque()
-        self._scored: deque[ShadowScore] = deque()   # scored, not logged yet
-        self._since = 0.0                             # when the oldest of them was scored
         self._max_queue = max_queue
         self._backlog = max(1, max_queue // 10)   # beyond it, no stepping aside
         self._batch_size = batch_size
@@ -159,42 +150,34 @@ class ShadowRunner:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        pending: list[ShadowScore] = []
+        first = 0.0
         poll = self._poll_s
         while True:
             self._wake.wait(poll)
             self._wake.clear()
             stopping = self._stop.is_set()
-            poll = self._poll_s if self._jobs or self._scored else min(poll * 2, IDLE_POLL_S)
+            poll = self._poll_s if self._jobs or pending else min(poll * 2, IDLE_POLL_S)
             while self._jobs:
                 self._idle.clear()   # before the pop: drain() must not see an empty deque idle
                 if not stopping:
                     self._step_aside()
                 job = self._jobs.popleft()
-                if not self._scored:
-                    self._since = time.monotonic()
-                self._scored.extend(self._score(job))
-                if len(self._scored) >= self._batch_size:
-                    self._flush(self.take_scores())
-            if self._scored and (stopping or self._flush_now.is_set()
-                                 or time.monotonic() - self._since >= self._flush_every_s):
-                self._flush(self.take_scores())
-            if not self._scored:
+                if not pending:
+                    first = time.monotonic()
+                pending.extend(self._score(job))
+                if len(pending) >= self._batch_size:
+                    self._flush(pending)
+                    pending = []
+            if pending and (stopping or self._flush_now.is_set()
+                            or time.monotonic() - first >= self._flush_every_s):
+                self._flush(pending)
+                pending = []
+            if not pending:
                 self._flush_now.clear()
                 self._idle.set()
             if stopping:
                 return
-
-    def take_scores(self) -> list[ShadowScore]:
-        """The scores not logged yet, taken for the caller to log in a transaction of its own
-        (the engine: with the decisions it commits anyway). What no one takes within
-        ``flush_every_s``, or beyond ``batch_size``, the thread logs itself."""
-        taken: list[ShadowScore] = []
-        pop = self._scored.popleft   # atomic: the thread and its callers never take one twice
-        while True:
-            try:
-                taken.append(pop())
-            except IndexError:
-                return taken
 
     def _step_aside(self) -> None:
         """Wait while a decision runs and the backlog is short, at most ``MAX_ASIDE_S``."""
@@ -225,7 +208,7 @@ class ShadowRunner:
         self.scored += len(out)
         return out
 
-    def _flush(self, pending: Sequence[ShadowScore]) -> None:
+    def _flush(self, pending: list[ShadowScore]) -> None:
         if not pending or self._sink is None:
             return
         try:

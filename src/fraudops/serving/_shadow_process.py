@@ -40,7 +40,6 @@ from typing import Any
 from ._metrics import ShadowMetrics
 from ._model_pool import LoadedModel, ModelPool
 from ._plan import ModelRef
-from ._records import ShadowScore
 from ._shadow import IDLE_POLL_S, ShadowJob, ShadowRunner, ShadowSink
 
 log = logging.getLogger("fraudops.serving")
@@ -174,9 +173,6 @@ class ShadowProcess:
 
     def deciding(self) -> AbstractContextManager[None]:
         return _NOTHING   # another process: nothing to keep off
-
-    def take_scores(self) -> list[ShadowScore]:
-        return []   # the child logs its scores itself
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until the child has scored and logged every job sent so far."""

@@ -275,34 +275,3 @@ def _answer(result: Any) -> tuple[Any, ...]:
     d = result.decision
     return (d.event_id, d.role, d.model_version, d.probability, d.score, d.action, d.reasons,
             result.replayed)
-
-
-def test_shadow_scores_ride_on_the_next_decision_commit(world: World, workspace: Path) -> None:
-    """The scores a shadow thread holds are logged in the transaction of the next decisions;
-    the thread commits them itself only when no decision comes (here: at the drain)."""
-    s = start(workspace, plan=TenantPlan(TENANT, V1, shadows=(ShadowSpec(V2),)))
-    engine, log = s.runtime.engine, s.runtime.log
-    runner = ShadowRunner(log, poll_s=0.005, flush_every_s=60.0)
-    carried: list[list[str]] = []
-    record_many = log.record_many
-
-    def spy(decisions: Any, shadows: Any = ()) -> Any:
-        carried.append([score.event_id for score in shadows])
-        return record_many(decisions, shadows)
-
-    try:
-        engine.shadows = runner
-        log.record_many = spy  # type: ignore[method-assign]
-        first, second = first_events(world, 2)
-        engine.score(first)
-        deadline = time.monotonic() + 5
-        while runner.scored < 1 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        engine.score(second)
-        assert carried == [[], [first["event_id"]]]
-        assert runner.drain(timeout=5)   # no third decision: the thread logs the last itself
-        logged = log.shadow_scores(tenant=TENANT).column("event_id").to_pylist()
-        assert sorted(logged) == sorted([first["event_id"], second["event_id"]])
-    finally:
-        runner.close()
-        s.runtime.close()
