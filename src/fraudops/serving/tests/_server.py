@@ -172,16 +172,11 @@ class Server:
 
     def workers(self) -> set[int]:
         """PIDs of the worker processes (the supervisor's children, its helpers excluded)."""
-        pid = self.process.pid
-        try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            return set()
         found = set()
-        for child in children:
+        for child in children(self.process.pid):
             with suppress(OSError):
                 if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
-                    found.add(int(child))
+                    found.add(child)
         return found
 
     def kill(self) -> None:
@@ -203,6 +198,14 @@ class Server:
         except ProcessLookupError:
             return False
         return True
+
+
+def children(pid: int) -> list[int]:
+    """The PIDs of a process's children (Linux ``/proc``; none once it is gone)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 @contextmanager

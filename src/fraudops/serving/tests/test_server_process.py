@@ -36,7 +36,7 @@ from fraudops.features import (
 from fraudops.features.tests._redis import REDIS_URL, needs_redis
 from fraudops.serving import DecisionLog, ServingConfig, bucket
 
-from ._server import Server, database_url, deploy, label_json, serving, transaction_json
+from ._server import Server, children, database_url, deploy, label_json, serving, transaction_json
 from ._server import start_ready as start_ready_server
 from .conftest import MODEL, TENANT, World, first_events
 
@@ -453,11 +453,10 @@ def _shadow_processes(server: Server) -> set[int]:
     """The workers' children that run at ``SCHED_IDLE`` (their shadow processes)."""
     found = set()
     for worker in server.workers():
-        with suppress(OSError):
-            for child in Path(f"/proc/{worker}/task/{worker}/children").read_text().split():
-                with suppress(OSError):
-                    if os.sched_getscheduler(int(child)) == os.SCHED_IDLE:
-                        found.add(int(child))
+        for child in children(worker):
+            with suppress(OSError):
+                if os.sched_getscheduler(child) == os.SCHED_IDLE:
+                    found.add(child)
     return found
 
 
