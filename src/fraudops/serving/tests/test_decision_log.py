@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fraudops.core import InputError, StoreError, StoreTimeout
-from fraudops.serving import Decision, DecisionLog, Reason, ShadowScore
+from fraudops.serving import Decision, DecisionLog, Reason, ShadowScore, _decision_log
 from fraudops.serving import _sql as sql
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -231,6 +231,62 @@ def test_shadow_scores_are_logged_once_with_their_errors(log: DecisionLog) -> No
     assert table.column("score").to_pylist() == [40, None]
 
 
+
+def test_sqlite_shadow_scores_never_touch_the_decisions_file(tmp_path: Path) -> None:
+    """A commit to the decisions' file would make every worker re-read its pages."""
+    with DecisionLog.open(f"sqlite:///{tmp_path}/serving.db") as log:
+        log.record(decision("e1"))
+        watcher = sqlite3.connect(tmp_path / "serving.db")
+        before = watcher.execute("PRAGMA data_version").fetchone()
+        log.record_shadows([shadow("e1"), shadow("e2")])
+        assert watcher.execute("PRAGMA data_version").fetchone() == before
+        assert log.shadow_scores().num_rows == 2
+    tables = {row[0] for row in watcher.execute("SELECT name FROM sqlite_master")}
+    assert "shadow_scores" not in tables
+    assert "decisions" in tables
+    watcher.close()
+    beside = sqlite3.connect(_decision_log.shadow_scores_path(tmp_path / "serving.db"))
+    assert beside.execute("SELECT COUNT(*) FROM shadow_scores").fetchone() == (2,)
+    beside.close()
+
+
+def test_shadow_scores_of_an_older_log_are_moved_to_their_own_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logs written before the split keep every shadow score, also after a move cut short."""
+    path = tmp_path / "serving.db"
+    with DecisionLog.open(f"sqlite:///{path}") as log:
+        log.record(decision("e1"))
+    old = sqlite3.connect(path)  # the layout before: both tables in one file
+    for _, statement in _decision_log._SHADOW_DDL:
+        old.execute(statement)
+    rows = [_decision_log._shadow_row(shadow(f"e{i:03d}", scored_at=T0 + timedelta(seconds=i)))
+            for i in range(120)]
+    old.executemany(_decision_log._INSERT_SHADOW, rows)
+    old.commit()
+    old.close()
+    # a move interrupted after copying some rows: the next open finishes it, each row once
+    beside = sqlite3.connect(_decision_log.shadow_scores_path(path))
+    beside.executemany(_decision_log._INSERT_SHADOW, rows[:30])
+    beside.commit()
+    beside.close()
+    monkeypatch.setattr(_decision_log, "CHUNK_ROWS", 50)
+    with DecisionLog.open(f"sqlite:///{path}") as log:
+        moved = log.shadow_scores()
+        assert moved.column("event_id").to_pylist() == [f"e{i:03d}" for i in range(120)]
+        assert log.count() == 1
+    with sqlite3.connect(path) as check:
+        assert check.execute("SELECT name FROM sqlite_master WHERE name LIKE 'shadow%'"
+                             ).fetchall() == []
+    with DecisionLog.open(f"sqlite:///{path}") as log:  # nothing left to move, nothing lost
+        assert log.shadow_scores().num_rows == 120
+
+
+def test_postgresql_keeps_shadow_scores_in_the_same_database(postgres_url: str) -> None:
+    with DecisionLog.open(postgres_url) as log:
+        assert log.shadow_db is log.db
+        log.record_shadows([shadow("e1")])
+        assert log.shadow_scores().num_rows == 1
+
 # -- reading back ------------------------------------------------------------------------------
 def test_decisions_filter_like_a_plain_loop(log: DecisionLog) -> None:
     """since ≤ decided_at < until, one tenant, oldest first, then limit: same as a list filter."""
@@ -328,3 +384,5 @@ def test_closed_log_refuses_work(url: str) -> None:
     log.close()
     with pytest.raises(StoreError, match="used after close"):
         log.record(decision("e1"))
+    with pytest.raises(StoreError, match="used after close"):
+        log.record_shadows([shadow("e1")])

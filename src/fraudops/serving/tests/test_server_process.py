@@ -350,8 +350,11 @@ def _alive(pid: int) -> bool:
 
 
 # -- 3. plan changes reach every worker, audited ---------------------------------------------
-#: A plan change must be in force on every worker within this (the watcher polls every 1 s).
-SWITCH_WITHIN_S = 3.0
+#: A plan change must be in force on every worker within this. A worker takes it at its next
+#: poll (every 1 s) plus the models' load (each builds its reasons' tables): 2.5 s on a slow
+#: stretch of a 2-core VM, 3.5-5.3 s with three such servers side by side. A bound for a busy
+#: CI machine, not a speed target.
+SWITCH_WITHIN_S = 15.0
 V1, V2 = {"name": MODEL, "version": 1}, {"name": MODEL, "version": 2}
 
 
