@@ -119,9 +119,9 @@ class DecisionLog(OnDatabase):
         (``?schema=name`` keeps the tables in that schema). :class:`StoreError` names the
         expected forms when the URL is neither.
 
-        A SQLite log keeps its shadow scores in :func:`shadow_scores_path`; shadow scores of
-        a log written before that split are moved there (once, by the first process to open
-        it).
+        A SQLite log keeps its shadow scores in :func:`shadow_scores_path` (with
+        ``synchronous=normal``: they were acknowledged to no one); shadow scores of a log
+        written before that split are moved there (once, by the first process to open it).
         """
         target = parse_url(url, "decision log")
         if target.path is None:
@@ -147,7 +147,9 @@ class DecisionLog(OnDatabase):
         """Copy the shadow scores a log kept in the decisions' file, then drop them there.
 
         Idempotent: a copy interrupted by a crash is finished by the next open (rows already
-        copied are kept), and two processes opening the log at once copy the same rows.
+        copied are kept), and two processes opening the log at once copy the same rows. The
+        drop holds the decisions' write lock while SQLite frees the table's pages: once, when
+        the first upgraded server starts.
         """
         old = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'shadow_scores'"
         if self.db.one("look for shadow scores in the decisions' file", old, ()) is None:
@@ -163,7 +165,7 @@ class DecisionLog(OnDatabase):
                     lambda session: session.execute("DROP TABLE IF EXISTS shadow_scores"),
                     write=True)
         logger.info("decision log at %s: moved %d shadow scores to %s", self.db.target.where,
-                  moved, self.shadow_db.target.where)
+                    moved, self.shadow_db.target.where)
 
     def close(self) -> None:
         """Close this process's connections."""
