@@ -231,7 +231,6 @@ def test_shadow_scores_are_logged_once_with_their_errors(log: DecisionLog) -> No
     assert table.column("score").to_pylist() == [40, None]
 
 
-
 def test_sqlite_shadow_scores_never_touch_the_decisions_file(tmp_path: Path) -> None:
     """A commit to the decisions' file would make every worker re-read its pages."""
     with DecisionLog.open(f"sqlite:///{tmp_path}/serving.db") as log:
@@ -274,9 +273,9 @@ def test_shadow_scores_of_an_older_log_are_moved_to_their_own_file(
         moved = log.shadow_scores()
         assert moved.column("event_id").to_pylist() == [f"e{i:03d}" for i in range(120)]
         assert log.count() == 1
-    with sqlite3.connect(path) as check:
-        assert check.execute("SELECT name FROM sqlite_master WHERE name LIKE 'shadow%'"
-                             ).fetchall() == []
+    check = sqlite3.connect(path)
+    assert check.execute("SELECT name FROM sqlite_master WHERE name LIKE 'shadow%'").fetchall() == []
+    check.close()
     with DecisionLog.open(f"sqlite:///{path}") as log:  # nothing left to move, nothing lost
         assert log.shadow_scores().num_rows == 120
 
@@ -286,6 +285,7 @@ def test_postgresql_keeps_shadow_scores_in_the_same_database(postgres_url: str) 
         assert log.shadow_db is log.db
         log.record_shadows([shadow("e1")])
         assert log.shadow_scores().num_rows == 1
+
 
 # -- reading back ------------------------------------------------------------------------------
 def test_decisions_filter_like_a_plain_loop(log: DecisionLog) -> None:
