@@ -156,11 +156,16 @@ class DecisionLog(OnDatabase):
             return
         sql = f"SELECT {_SHADOW_COLUMNS} FROM shadow_scores"
         moved = 0
-        for rows in self.db.stream(sql, (), doing="read the shadow scores to move",
-                                   chunk_rows=CHUNK_ROWS):
-            self.shadow_db.run(f"move {len(rows)} shadow scores", partial(_insert_shadows, rows),
-                               write=True)
-            moved += len(rows)
+        try:   # one snapshot: a table dropped by another process meanwhile is read whole
+            for rows in self.db.stream(sql, (), doing="read the shadow scores to move",
+                                       chunk_rows=CHUNK_ROWS):
+                self.shadow_db.run(f"move {len(rows)} shadow scores",
+                                   partial(_insert_shadows, rows), write=True)
+                moved += len(rows)
+        except StoreError as e:
+            if "no such table" in str(e):
+                return   # another process moved them between our look and our read
+            raise
         self.db.run("drop the moved shadow scores",
                     lambda session: session.execute("DROP TABLE IF EXISTS shadow_scores"),
                     write=True)

@@ -280,6 +280,63 @@ def test_shadow_scores_of_an_older_log_are_moved_to_their_own_file(
         assert log.shadow_scores().num_rows == 120
 
 
+MOVER = """
+import sys
+from fraudops.serving import DecisionLog
+print("ready", flush=True)
+sys.stdin.readline()
+with DecisionLog.open(sys.argv[1]) as log:
+    print(log.shadow_scores().num_rows, flush=True)
+"""
+
+
+def test_workers_opening_an_older_log_at_once_all_start(tmp_path: Path) -> None:
+    """An upgraded server's workers (and their shadow processes) open the log together: one
+    moves the shadow scores, the others find them moved, at any point of the move."""
+    path = tmp_path / "serving.db"
+    with DecisionLog.open(f"sqlite:///{path}") as log:
+        log.record(decision("e1"))
+    old = sqlite3.connect(path)
+    for _, statement in _decision_log._SHADOW_DDL:
+        old.execute(statement)
+    old.executemany(_decision_log._INSERT_SHADOW,
+                    [_decision_log._shadow_row(shadow(f"e{i:05d}")) for i in range(20_000)])
+    old.commit()
+    old.close()
+    _decision_log.shadow_scores_path(path).unlink()   # as before the split
+    procs = start_together(MOVER, *[[f"sqlite:///{path}"]] * 4)
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outputs]
+    with DecisionLog.open(f"sqlite:///{path}") as log:
+        assert log.shadow_scores().num_rows == 20_000
+
+
+def test_shadow_scores_moved_by_another_process_after_our_look_are_no_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window the concurrent test rarely hits: the table is seen, then dropped by another
+    opener before our read starts."""
+    path = tmp_path / "serving.db"
+    with DecisionLog.open(f"sqlite:///{path}") as log:
+        log.record(decision("e1"))
+    old = sqlite3.connect(path)
+    for _, statement in _decision_log._SHADOW_DDL:
+        old.execute(statement)
+    old.executemany(_decision_log._INSERT_SHADOW,
+                    [_decision_log._shadow_row(shadow(f"e{i}")) for i in range(50)])
+    old.commit()
+    old.close()
+    stream = sql.Database.stream
+
+    def another_opener_first(self: sql.Database, *args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(sql.Database, "stream", stream)
+        DecisionLog.open(f"sqlite:///{path}").close()   # moves the scores, drops the table
+        return stream(self, *args, **kwargs)
+
+    monkeypatch.setattr(sql.Database, "stream", another_opener_first)
+    with DecisionLog.open(f"sqlite:///{path}") as log:
+        assert log.shadow_scores().num_rows == 50
+
+
 def test_postgresql_keeps_shadow_scores_in_the_same_database(postgres_url: str) -> None:
     with DecisionLog.open(postgres_url) as log:
         assert log.shadow_db is log.db
