@@ -249,22 +249,32 @@ def test_sqlite_shadow_scores_never_touch_the_decisions_file(tmp_path: Path) -> 
     beside.close()
 
 
+def older_log(path: Path, scores: list[ShadowScore]) -> list[tuple[Any, ...]]:
+    """A decision log at ``path`` in the layout before the split: its shadow scores in the
+    decisions' file, none beside it. Returns the rows of the scores."""
+    with DecisionLog.open(f"sqlite:///{path}") as log:
+        log.record(decision("e1"))
+    _decision_log.shadow_scores_path(path).unlink()
+    rows = [_decision_log._shadow_row(s) for s in scores]
+    old = sqlite3.connect(path)
+    for _, statement in _decision_log._SHADOW_DDL:
+        old.execute(statement)
+    old.executemany(_decision_log._INSERT_SHADOW, rows)
+    old.commit()
+    old.close()
+    return rows
+
+
 def test_shadow_scores_of_an_older_log_are_moved_to_their_own_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Logs written before the split keep every shadow score, also after a move cut short."""
     path = tmp_path / "serving.db"
-    with DecisionLog.open(f"sqlite:///{path}") as log:
-        log.record(decision("e1"))
-    old = sqlite3.connect(path)  # the layout before: both tables in one file
-    for _, statement in _decision_log._SHADOW_DDL:
-        old.execute(statement)
-    rows = [_decision_log._shadow_row(shadow(f"e{i:03d}", scored_at=T0 + timedelta(seconds=i)))
-            for i in range(120)]
-    old.executemany(_decision_log._INSERT_SHADOW, rows)
-    old.commit()
-    old.close()
+    rows = older_log(path, [shadow(f"e{i:03d}", scored_at=T0 + timedelta(seconds=i))
+                            for i in range(120)])
     # a move interrupted after copying some rows: the next open finishes it, each row once
     beside = sqlite3.connect(_decision_log.shadow_scores_path(path))
+    for _, statement in _decision_log._SHADOW_DDL:
+        beside.execute(statement)
     beside.executemany(_decision_log._INSERT_SHADOW, rows[:30])
     beside.commit()
     beside.close()
@@ -294,16 +304,7 @@ def test_workers_opening_an_older_log_at_once_all_start(tmp_path: Path) -> None:
     """An upgraded server's workers (and their shadow processes) open the log together: one
     moves the shadow scores, the others find them moved, at any point of the move."""
     path = tmp_path / "serving.db"
-    with DecisionLog.open(f"sqlite:///{path}") as log:
-        log.record(decision("e1"))
-    old = sqlite3.connect(path)
-    for _, statement in _decision_log._SHADOW_DDL:
-        old.execute(statement)
-    old.executemany(_decision_log._INSERT_SHADOW,
-                    [_decision_log._shadow_row(shadow(f"e{i:05d}")) for i in range(20_000)])
-    old.commit()
-    old.close()
-    _decision_log.shadow_scores_path(path).unlink()   # as before the split
+    older_log(path, [shadow(f"e{i:05d}") for i in range(20_000)])
     procs = start_together(MOVER, *[[f"sqlite:///{path}"]] * 4)
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outputs]
@@ -316,15 +317,7 @@ def test_shadow_scores_moved_by_another_process_after_our_look_are_no_error(
     """The window the concurrent test rarely hits: the table is seen, then dropped by another
     opener before our read starts."""
     path = tmp_path / "serving.db"
-    with DecisionLog.open(f"sqlite:///{path}") as log:
-        log.record(decision("e1"))
-    old = sqlite3.connect(path)
-    for _, statement in _decision_log._SHADOW_DDL:
-        old.execute(statement)
-    old.executemany(_decision_log._INSERT_SHADOW,
-                    [_decision_log._shadow_row(shadow(f"e{i}")) for i in range(50)])
-    old.commit()
-    old.close()
+    older_log(path, [shadow(f"e{i}") for i in range(50)])
     stream = sql.Database.stream
 
     def another_opener_first(self: sql.Database, *args: Any, **kwargs: Any) -> Any:
